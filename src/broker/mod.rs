@@ -1,0 +1,3 @@
+//! The Kafka-compatible broker.
+pub mod log;
+pub mod producer_state;

@@ -1,0 +1,251 @@
+//! rill's TOML configuration: types, defaults and validation.
+//!
+//! One file (`config/rill.toml` documents every key) configures the broker; unknown keys are
+//! errors, so a typo never silently falls back to a default. Errors name the file, the line and
+//! the key (the `toml` crate reports spans; we keep its message and add the path).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Everything that can be wrong with a configuration file.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config file {path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// The whole configuration file. Sections other tools own (agent, dashboard) are added by them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RillConfig {
+    #[serde(default)]
+    pub broker: BrokerConfig,
+}
+
+/// How often appended data is fsynced: this bounds what a power loss can take.
+/// A crash of the process alone loses nothing either way: a batch is written to the
+/// file (the OS page cache) before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushPolicy {
+    /// fsync before every acknowledgement (safest, slowest).
+    Every,
+    /// fsync dirty partitions every `flush_interval_ms`.
+    Interval,
+}
+
+/// `[broker]`: the Kafka-compatible broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Address to listen on. Loopback by default: no other host reaches it unless you say so.
+    pub listen: SocketAddr,
+    /// Host name clients are told to connect to (Metadata). Defaults to the listen IP; set it
+    /// when listening on 0.0.0.0.
+    pub advertised_host: Option<String>,
+    /// Where topics and metadata live. Defaults to `<user data dir>/rill/broker`.
+    pub data_dir: Option<PathBuf>,
+    /// This broker's node id in Metadata responses.
+    pub node_id: i32,
+    /// Largest request frame accepted; larger frames close the connection.
+    pub max_request_bytes: usize,
+    /// Connections served at once; more wait in the accept queue.
+    pub max_connections: usize,
+    /// Connections idle this long are closed (Kafka's connections.max.idle.ms).
+    pub idle_timeout_ms: u64,
+    /// Create a topic when a client asks Metadata for one that does not exist.
+    pub auto_create_topics: bool,
+    /// Partition count for auto-created topics and CreateTopics with -1.
+    pub default_partitions: i32,
+    pub flush: FlushPolicy,
+    pub flush_interval_ms: u64,
+    /// How often retention runs.
+    pub retention_check_interval_ms: u64,
+    /// Defaults for every topic; each can be overridden per topic with Kafka's config names.
+    pub log: LogDefaults,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_host: None,
+            data_dir: None,
+            node_id: 1,
+            max_request_bytes: 100 * 1024 * 1024,
+            max_connections: 4096,
+            idle_timeout_ms: 10 * 60 * 1000,
+            auto_create_topics: true,
+            default_partitions: 1,
+            flush: FlushPolicy::Interval,
+            flush_interval_ms: 1000,
+            retention_check_interval_ms: 30_000,
+            log: LogDefaults::default(),
+        }
+    }
+}
+
+/// `[broker.log]`: per-topic defaults. Per-topic overrides use Kafka's names
+/// (`retention.ms`, `retention.bytes`, `segment.bytes`, `segment.ms`, `max.message.bytes`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogDefaults {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    /// -1 keeps data forever.
+    pub retention_ms: i64,
+    /// -1 means no size limit.
+    pub retention_bytes: i64,
+    pub index_interval_bytes: u32,
+    /// Largest record batch a producer may send (Kafka's message.max.bytes).
+    pub max_message_bytes: usize,
+}
+
+impl Default for LogDefaults {
+    fn default() -> Self {
+        LogDefaults {
+            segment_bytes: 128 * 1024 * 1024,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1024 * 1024 + 12,
+        }
+    }
+}
+
+impl RillConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<RillConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<RillConfig, ConfigError> {
+        let config: RillConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.broker.validate().map_err(|(key, message)| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        })?;
+        Ok(config)
+    }
+}
+
+impl BrokerConfig {
+    /// Checks values serde cannot: returns the offending key and why.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |key: &str, message: &str| Err((key.to_string(), message.to_string()));
+        if self.default_partitions < 1 {
+            return fail("broker.default_partitions", "must be at least 1");
+        }
+        if self.max_request_bytes < 1024 {
+            return fail("broker.max_request_bytes", "must be at least 1024");
+        }
+        if self.max_connections == 0 {
+            return fail("broker.max_connections", "must be at least 1");
+        }
+        if self.flush_interval_ms == 0 {
+            return fail("broker.flush_interval_ms", "must be at least 1");
+        }
+        if self.log.segment_bytes < 1024 {
+            return fail("broker.log.segment_bytes", "must be at least 1024");
+        }
+        if self.log.segment_ms < 1 {
+            return fail("broker.log.segment_ms", "must be at least 1");
+        }
+        if self.log.index_interval_bytes == 0 {
+            return fail("broker.log.index_interval_bytes", "must be at least 1");
+        }
+        if self.log.max_message_bytes < 64 {
+            return fail("broker.log.max_message_bytes", "must be at least 64");
+        }
+        Ok(())
+    }
+
+    /// The data directory: as configured, else `<user data dir>/rill/broker`.
+    pub fn resolved_data_dir(&self) -> PathBuf {
+        match &self.data_dir {
+            Some(dir) => dir.clone(),
+            None => default_data_dir().join("broker"),
+        }
+    }
+
+    /// The host clients should connect to.
+    pub fn advertised_host(&self) -> String {
+        match &self.advertised_host {
+            Some(host) => host.clone(),
+            None => self.listen.ip().to_string(),
+        }
+    }
+}
+
+/// `<user data dir>/rill` (e.g. ~/.local/share/rill), or ./rill-data when there is none.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .map(|d| d.join("rill"))
+        .unwrap_or_else(|| PathBuf::from("rill-data"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_gives_defaults() {
+        let config = RillConfig::parse("", Path::new("x.toml")).expect("empty config is valid");
+        assert_eq!(config.broker.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(config.broker.flush, FlushPolicy::Interval);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = "[broker]\nlisten = \"127.0.0.1:9000\"\nretension_ms = 5\n";
+        let err = RillConfig::parse(text, Path::new("rill.toml"))
+            .expect_err("unknown key must fail")
+            .to_string();
+        assert!(err.contains("rill.toml"), "{err}");
+        assert!(err.contains("retension_ms"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn invalid_value_names_key() {
+        let text = "[broker]\ndefault_partitions = 0\n";
+        let err = RillConfig::parse(text, Path::new("rill.toml"))
+            .expect_err("zero partitions must fail")
+            .to_string();
+        assert!(err.contains("broker.default_partitions"), "{err}");
+    }
+
+    #[test]
+    fn bad_type_is_reported() {
+        let text = "[broker]\nflush = \"sometimes\"\n";
+        let err = RillConfig::parse(text, Path::new("rill.toml"))
+            .expect_err("bad enum must fail")
+            .to_string();
+        assert!(err.contains("flush"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+}

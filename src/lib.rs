@@ -1,0 +1,4 @@
+//! rill: a log aggregation and monitoring appliance built on the Kafka wire protocol.
+pub use rill_agent::record;
+pub mod broker;
+pub mod config;
