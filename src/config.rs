@@ -144,11 +144,14 @@ impl RillConfig {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        config.broker.validate().map_err(|(key, message)| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            message,
-        })?;
+        config
+            .broker
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                message,
+            })?;
         Ok(config)
     }
 }

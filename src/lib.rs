@@ -1,4 +1,5 @@
 //! rill: a log aggregation and monitoring appliance built on the Kafka wire protocol.
 pub use rill_agent::record;
 pub mod broker;
+pub mod client;
 pub mod config;

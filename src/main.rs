@@ -1,1 +1,41 @@
-fn main() {}
+//! The `rill` command line: parse, set up logging, and hand over to the library.
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// rill: a terminal log-aggregation and monitoring appliance that speaks the Kafka protocol.
+///
+/// Every rill command that connects to a broker takes --brokers, which defaults to
+/// $RILL_BROKERS and then to 127.0.0.1:9092; it works against rill or any Kafka cluster.
+#[derive(Debug, Parser)]
+#[command(name = "rill", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Kafka-compatible broker (data on this machine, loopback by default)
+    Broker(cli::broker::BrokerArgs),
+    /// List, create, describe and delete topics on rill or any Kafka cluster
+    #[command(subcommand)]
+    Topics(cli::topics::TopicsCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    cli::logging::init();
+    let result = match cli.command {
+        Command::Broker(args) => cli::broker::run(args),
+        Command::Topics(command) => cli::topics::run(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rill: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,3 +1,151 @@
-//! The Kafka-compatible broker.
+//! The Kafka-compatible broker: shared state ([`Broker`]) and the pieces it is made of.
+//!
+//! - [`server`]: accepts connections, frames requests, shuts down cleanly.
+//! - [`api`]: one module per Kafka API family, decoding with `kafka-protocol`.
+//! - [`topics`], [`partition`], [`topic_config`]: what topics exist and how each is configured.
+//! - [`log`]: the partition log (segments, indexes, recovery, retention).
+//! - [`meta`]: topic metadata and producer ids in sled.
+//! - [`producer_state`]: idempotent-producer sequence checks.
+
+pub mod api;
 pub mod log;
+pub mod meta;
+pub mod partition;
 pub mod producer_state;
+pub mod server;
+pub mod topic_config;
+pub mod topics;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
+
+use crate::config::BrokerConfig;
+use meta::{Meta, MetaError};
+use topic_config::TopicOverrides;
+use topics::{Topic, TopicError, TopicRegistry};
+
+#[derive(Debug, Error)]
+pub enum BrokerError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("cannot open topics: {0}")]
+    Topics(#[from] TopicError),
+}
+
+/// Everything the request handlers share.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub data_dir: PathBuf,
+    pub meta: Meta,
+    pub topics: TopicRegistry,
+    pub cluster_id: String,
+    /// The address clients are told to connect to (Metadata).
+    advertised: (String, i32),
+    /// Woken on every append, so long-polling fetches answer as soon as data arrives.
+    appended: Notify,
+}
+
+impl Broker {
+    /// Opens the data directory: metadata, then every partition (recovering torn tails).
+    /// `bound` is the address the listener actually bound (its port may have been 0).
+    pub fn open(config: BrokerConfig, bound: SocketAddr) -> Result<Arc<Broker>, BrokerError> {
+        let data_dir = config.resolved_data_dir();
+        std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let meta = Meta::open(&data_dir.join("meta"))?;
+        let cluster_id = meta.cluster_id()?;
+        let topics = TopicRegistry::open(&data_dir, config.log.clone(), &meta)?;
+        let host = config.advertised_host.clone().unwrap_or_else(|| {
+            if bound.ip().is_unspecified() {
+                // 0.0.0.0 is not an address a client can dial; loopback at least works locally.
+                tracing::warn!("listening on {bound} without broker.advertised_host: clients on other hosts will be told to connect to 127.0.0.1");
+                "127.0.0.1".to_string()
+            } else {
+                bound.ip().to_string()
+            }
+        });
+        Ok(Arc::new(Broker {
+            advertised: (host, i32::from(bound.port())),
+            config,
+            data_dir,
+            meta,
+            topics,
+            cluster_id,
+            appended: Notify::new(),
+        }))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn advertised(&self) -> (String, i32) {
+        self.advertised.clone()
+    }
+
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: TopicOverrides,
+    ) -> Result<Arc<Topic>, TopicError> {
+        self.topics.create(&self.meta, name, partitions, overrides)
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
+        self.topics.delete(&self.meta, name)?;
+        // Fetches waiting on the deleted topic should answer now, not at their deadline.
+        self.notify_appended();
+        Ok(())
+    }
+
+    pub fn notify_appended(&self) {
+        self.appended.notify_waiters();
+    }
+
+    /// A future that completes at the next append (see `api::fetch` for how it is armed).
+    pub fn appended(&self) -> Notified<'_> {
+        self.appended.notified()
+    }
+
+    /// fsyncs every partition with unflushed appends. Returns how many failed.
+    pub fn flush_dirty(&self) -> usize {
+        let mut failures = 0;
+        for topic in self.topics.list() {
+            for partition in &topic.partitions {
+                let mut state = partition.lock();
+                if state.log.is_dirty() {
+                    if let Err(e) = state.log.flush() {
+                        failures += 1;
+                        tracing::error!(topic = %topic.name, partition = partition.index, "flush failed: {e}");
+                    }
+                }
+            }
+        }
+        failures
+    }
+
+    /// Deletes segments past each topic's retention.
+    pub fn apply_retention(&self, now_ms: i64) {
+        for topic in self.topics.list() {
+            for partition in &topic.partitions {
+                let result = partition.lock().log.apply_retention(now_ms);
+                if let Err(e) = result {
+                    tracing::error!(topic = %topic.name, partition = partition.index, "retention failed: {e}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! `rill-bench`: load drivers for rill's benchmarks.
+//!
+//! The drivers are real librdkafka clients (through `rdkafka`), so the numbers are what a Kafka
+//! user would see, and they work unchanged against rill or any Kafka cluster. `bench/broker.sh`
+//! runs them; each subcommand prints progress on stderr and exactly one JSON line on stdout, so
+//! the script can collect results without scraping human-readable text.
+
+mod common;
+mod consume;
+mod procfs;
+mod produce;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "rill-bench",
+    version,
+    about = "Benchmark drivers for rill (and any Kafka broker)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Produce N records as fast as the broker takes them; print throughput and latency as JSON.
+    Produce(produce::Args),
+    /// Read a topic back from its earliest offset to its end; print throughput as JSON.
+    Consume(consume::Args),
+    /// Summarise the JSON lines of several runs (medians) as a Markdown table against targets.
+    Report(report::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Produce(args) => produce::run(&args),
+        Command::Consume(args) => consume::run(&args),
+        Command::Report(args) => report::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("rill-bench: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

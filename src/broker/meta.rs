@@ -1,0 +1,141 @@
+//! The broker's small, transactional state in sled: which topics exist (with their ids,
+//! partition counts and config overrides), the cluster id, and producer-id allocation.
+//! The log itself never goes through sled: it lives in segment files (see `broker::log`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::broker::topic_config::TopicOverrides;
+
+#[derive(Debug, Error)]
+pub enum MetaError {
+    #[error("cannot open the metadata store at {path}: {source} (is another rill broker using this data dir?)")]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("metadata store error: {0}")]
+    Store(#[from] sled::Error),
+    #[error("damaged metadata for topic {topic:?}: {source}")]
+    Decode {
+        topic: String,
+        source: serde_json::Error,
+    },
+}
+
+/// What sled remembers of a topic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicRecord {
+    pub id: Uuid,
+    pub partitions: i32,
+    #[serde(default)]
+    pub configs: TopicOverrides,
+}
+
+pub struct Meta {
+    db: sled::Db,
+    topics: sled::Tree,
+}
+
+const CLUSTER_ID_KEY: &[u8] = b"cluster_id";
+
+impl Meta {
+    pub fn open(dir: &Path) -> Result<Meta, MetaError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // The state is tiny; a small cache keeps the broker's RSS budget for the page cache.
+            .cache_capacity(4 * 1024 * 1024)
+            .open()
+            .map_err(|source| MetaError::Open {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let topics = db.open_tree("topics")?;
+        Ok(Meta { db, topics })
+    }
+
+    /// The cluster id, created once on first start (clients show it; it never changes).
+    pub fn cluster_id(&self) -> Result<String, MetaError> {
+        if let Some(id) = self.db.get(CLUSTER_ID_KEY)? {
+            return Ok(String::from_utf8_lossy(&id).into_owned());
+        }
+        let id = Uuid::new_v4().simple().to_string();
+        self.db.insert(CLUSTER_ID_KEY, id.as_bytes())?;
+        self.db.flush()?;
+        Ok(id)
+    }
+
+    pub fn topics(&self) -> Result<Vec<(String, TopicRecord)>, MetaError> {
+        let mut out = Vec::new();
+        for entry in self.topics.iter() {
+            let (key, value) = entry?;
+            let name = String::from_utf8_lossy(&key).into_owned();
+            let record = serde_json::from_slice(&value).map_err(|source| MetaError::Decode {
+                topic: name.clone(),
+                source,
+            })?;
+            out.push((name, record));
+        }
+        Ok(out)
+    }
+
+    /// Stores a topic durably (flushed before returning: CreateTopics is acknowledged after).
+    pub fn put_topic(&self, name: &str, record: &TopicRecord) -> Result<(), MetaError> {
+        let value = serde_json::to_vec(record).map_err(|source| MetaError::Decode {
+            topic: name.to_string(),
+            source,
+        })?;
+        self.topics.insert(name.as_bytes(), value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn remove_topic(&self, name: &str) -> Result<(), MetaError> {
+        self.topics.remove(name.as_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// A producer id never handed out before, across restarts (sled persists the counter).
+    pub fn next_producer_id(&self) -> Result<i64, MetaError> {
+        // generate_id starts at 0; Kafka producer ids are non-negative, so any value works.
+        Ok(self.db.generate_id()? as i64)
+    }
+
+    pub fn flush(&self) -> Result<(), MetaError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_and_ids_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let record = TopicRecord {
+            id: Uuid::new_v4(),
+            partitions: 3,
+            configs: [("retention.ms".to_string(), "1000".to_string())].into(),
+        };
+        let (cluster, pid) = {
+            let meta = Meta::open(dir.path()).expect("open");
+            meta.put_topic("logs", &record).expect("put");
+            (
+                meta.cluster_id().expect("id"),
+                meta.next_producer_id().expect("pid"),
+            )
+        };
+        let meta = Meta::open(dir.path()).expect("reopen");
+        assert_eq!(meta.cluster_id().expect("id"), cluster);
+        assert!(meta.next_producer_id().expect("pid") > pid);
+        assert_eq!(
+            meta.topics().expect("topics"),
+            vec![("logs".to_string(), record)]
+        );
+        meta.remove_topic("logs").expect("remove");
+        assert!(meta.topics().expect("topics").is_empty());
+    }
+}

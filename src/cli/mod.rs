@@ -1,0 +1,4 @@
+//! The binary's commands: argument types and the glue between them and the library.
+pub mod broker;
+pub mod logging;
+pub mod topics;
