@@ -45,6 +45,9 @@ impl Meta {
             .path(dir)
             // The state is tiny; a small cache keeps the broker's RSS budget for the page cache.
             .cache_capacity(4 * 1024 * 1024)
+            // Every write below is flushed explicitly; sled's own background flusher only
+            // delays shutdown (it sleeps between rounds and is joined on drop).
+            .flush_every_ms(None)
             .open()
             .map_err(|source| MetaError::Open {
                 path: dir.to_path_buf(),

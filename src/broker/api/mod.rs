@@ -9,6 +9,8 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producer_id;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
