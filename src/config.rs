@@ -216,6 +216,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shipped_example_parses_and_matches_the_defaults() {
+        let text = include_str!("../config/rill.toml");
+        let config = RillConfig::parse(text, Path::new("config/rill.toml")).expect("example parses");
+        let defaults = BrokerConfig::default();
+        assert_eq!(config.broker.listen, defaults.listen);
+        assert_eq!(config.broker.log.segment_bytes, defaults.log.segment_bytes);
+        assert_eq!(config.broker.log.max_message_bytes, defaults.log.max_message_bytes);
+        assert_eq!(config.broker.flush, defaults.flush);
+    }
+
+    #[test]
     fn empty_config_gives_defaults() {
         let config = RillConfig::parse("", Path::new("x.toml")).expect("empty config is valid");
         assert_eq!(config.broker.listen.to_string(), "127.0.0.1:9092");

@@ -60,6 +60,7 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     let bound = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    raise_file_limit(config.max_connections);
     if !bound.ip().is_loopback() {
         tracing::warn!("listening on {bound}, reachable from other hosts, without authentication");
     }
@@ -72,6 +73,20 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     );
     server::serve(broker, listener, shutdown_signal()).await;
     Ok(())
+}
+
+/// Each connection and each open segment holds a file descriptor; the usual soft limit of 1024
+/// would refuse clients long before `max_connections`, so raise it to the hard limit, as
+/// Kafka's packaging does.
+fn raise_file_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if (limit as usize) < max_connections + 256 => tracing::warn!(
+            "the open-file limit is {limit}: fewer than broker.max_connections ({max_connections}) \
+             clients can connect; raise it (ulimit -n) or lower max_connections"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
