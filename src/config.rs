@@ -77,6 +77,34 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// Defaults for every topic; each can be overridden per topic with Kafka's config names.
     pub log: LogDefaults,
+    /// The consumer-group coordinator.
+    pub groups: GroupSettings,
+}
+
+/// `[broker.groups]`: the consumer-group coordinator, under Kafka's names where it has them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupSettings {
+    /// A new group waits this long for more members before its first assignment, so N
+    /// consumers starting together cause one rebalance (group.initial.rebalance.delay.ms).
+    pub initial_rebalance_delay_ms: u64,
+    /// Session timeouts clients may ask for (group.min/max.session.timeout.ms).
+    pub min_session_timeout_ms: u64,
+    pub max_session_timeout_ms: u64,
+    /// Committed offsets of a group with no members are deleted this long after its last
+    /// commit (offsets.retention.minutes); -1 keeps them forever.
+    pub offsets_retention_ms: i64,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        GroupSettings {
+            initial_rebalance_delay_ms: 3000,
+            min_session_timeout_ms: 6000,
+            max_session_timeout_ms: 30 * 60 * 1000,
+            offsets_retention_ms: 7 * 24 * 3600 * 1000,
+        }
+    }
 }
 
 impl Default for BrokerConfig {
@@ -95,6 +123,7 @@ impl Default for BrokerConfig {
             flush_interval_ms: 1000,
             retention_check_interval_ms: 30_000,
             log: LogDefaults::default(),
+            groups: GroupSettings::default(),
         }
     }
 }
@@ -184,6 +213,12 @@ impl BrokerConfig {
         if self.log.max_message_bytes < 64 {
             return fail("broker.log.max_message_bytes", "must be at least 64");
         }
+        if self.groups.min_session_timeout_ms > self.groups.max_session_timeout_ms {
+            return fail(
+                "broker.groups.min_session_timeout_ms",
+                "must not exceed broker.groups.max_session_timeout_ms",
+            );
+        }
         Ok(())
     }
 
@@ -218,11 +253,15 @@ mod tests {
     #[test]
     fn shipped_example_parses_and_matches_the_defaults() {
         let text = include_str!("../config/rill.toml");
-        let config = RillConfig::parse(text, Path::new("config/rill.toml")).expect("example parses");
+        let config =
+            RillConfig::parse(text, Path::new("config/rill.toml")).expect("example parses");
         let defaults = BrokerConfig::default();
         assert_eq!(config.broker.listen, defaults.listen);
         assert_eq!(config.broker.log.segment_bytes, defaults.log.segment_bytes);
-        assert_eq!(config.broker.log.max_message_bytes, defaults.log.max_message_bytes);
+        assert_eq!(
+            config.broker.log.max_message_bytes,
+            defaults.log.max_message_bytes
+        );
         assert_eq!(config.broker.flush, defaults.flush);
     }
 

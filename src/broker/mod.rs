@@ -4,10 +4,12 @@
 //! - [`api`]: one module per Kafka API family, decoding with `kafka-protocol`.
 //! - [`topics`], [`partition`], [`topic_config`]: what topics exist and how each is configured.
 //! - [`log`]: the partition log (segments, indexes, recovery, retention).
+//! - [`groups`]: the consumer-group coordinator and committed offsets.
 //! - [`meta`]: topic metadata and producer ids in sled.
 //! - [`producer_state`]: idempotent-producer sequence checks.
 
 pub mod api;
+pub mod groups;
 pub mod log;
 pub mod meta;
 pub mod partition;
@@ -25,6 +27,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
+use groups::Coordinator;
 use meta::{Meta, MetaError};
 use topic_config::TopicOverrides;
 use topics::{Topic, TopicError, TopicRegistry};
@@ -48,6 +51,7 @@ pub struct Broker {
     pub data_dir: PathBuf,
     pub meta: Meta,
     pub topics: TopicRegistry,
+    pub groups: Coordinator,
     pub cluster_id: String,
     /// The address clients are told to connect to (Metadata).
     advertised: (String, i32),
@@ -67,6 +71,7 @@ impl Broker {
         let meta = Meta::open(&data_dir.join("meta"))?;
         let cluster_id = meta.cluster_id()?;
         let topics = TopicRegistry::open(&data_dir, config.log.clone(), &meta)?;
+        let groups = Coordinator::open(meta.db(), &config.groups)?;
         let host = config.advertised_host.clone().unwrap_or_else(|| {
             if bound.ip().is_unspecified() {
                 // 0.0.0.0 is not an address a client can dial; loopback at least works locally.
@@ -82,6 +87,7 @@ impl Broker {
             data_dir,
             meta,
             topics,
+            groups,
             cluster_id,
             appended: Notify::new(),
         }))
@@ -106,6 +112,7 @@ impl Broker {
 
     pub fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
         self.topics.delete(&self.meta, name)?;
+        self.groups.topic_deleted(name);
         // Fetches waiting on the deleted topic should answer now, not at their deadline.
         self.notify_appended();
         Ok(())

@@ -28,6 +28,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Fu
     let mut connections = JoinSet::new();
     let mut background = JoinSet::new();
     background.spawn(retention_loop(broker.clone()));
+    background.spawn(group_loop(broker.clone()));
     if broker.config.flush == FlushPolicy::Interval {
         background.spawn(flush_loop(broker.clone()));
     }
@@ -117,7 +118,7 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
                 break;
             }
         }
-        match api::handle(&broker, Bytes::from(frame)).await {
+        match api::handle(&broker, Bytes::from(frame), peer).await {
             Reply::Send(response) => {
                 let written = async {
                     writer.write_u32(response.len() as u32).await?;
@@ -162,6 +163,21 @@ async fn retention_loop(broker: Arc<Broker>) {
     loop {
         tick.tick().await;
         let broker = broker.clone();
-        let _ = tokio::task::spawn_blocking(move || broker.apply_retention(api::now_ms())).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let now = api::now_ms();
+            broker.apply_retention(now);
+            broker.groups.expire_offsets(now);
+        })
+        .await;
+    }
+}
+
+/// Drives group session expiry and rebalance deadlines.
+async fn group_loop(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        broker.groups.tick();
     }
 }

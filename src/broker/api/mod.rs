@@ -5,6 +5,7 @@
 mod admin;
 mod api_versions;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -12,6 +13,7 @@ mod producer_id;
 #[cfg(test)]
 mod tests;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -33,6 +35,16 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::FindCoordinator, 0, 3),
+    (ApiKey::JoinGroup, 0, 6),
+    (ApiKey::SyncGroup, 0, 4),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 4),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 6),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 fn supported_range(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -54,7 +66,7 @@ pub enum Reply {
 }
 
 /// Handles one request frame (the bytes after the length prefix).
-pub async fn handle(broker: &Arc<Broker>, mut frame: Bytes) -> Reply {
+pub async fn handle(broker: &Arc<Broker>, mut frame: Bytes, peer: SocketAddr) -> Reply {
     if frame.len() < 8 {
         return Reply::Close(format!(
             "request of {} bytes is shorter than a request header",
@@ -95,6 +107,11 @@ pub async fn handle(broker: &Arc<Broker>, mut frame: Bytes) -> Reply {
         );
     }
     let id = header.correlation_id;
+    let client_id = header
+        .client_id
+        .as_ref()
+        .map(|c| c.as_str())
+        .unwrap_or_default();
     match request {
         RequestKind::ApiVersions(_) => encode(id, api_key, version, &api_versions::handle()),
         RequestKind::Metadata(req) => encode(
@@ -139,6 +156,55 @@ pub async fn handle(broker: &Arc<Broker>, mut frame: Bytes) -> Reply {
         ),
         RequestKind::InitProducerId(req) => {
             encode(id, api_key, version, &producer_id::handle(broker, req))
+        }
+        RequestKind::FindCoordinator(req) => encode(
+            id,
+            api_key,
+            version,
+            &groups::find_coordinator(broker, req, version),
+        ),
+        RequestKind::JoinGroup(req) => {
+            let resp = groups::join_group(broker, req, version, client_id, peer).await;
+            encode(id, api_key, version, &resp)
+        }
+        RequestKind::SyncGroup(req) => {
+            encode(id, api_key, version, &groups::sync_group(broker, req).await)
+        }
+        RequestKind::Heartbeat(req) => {
+            encode(id, api_key, version, &groups::heartbeat(broker, req))
+        }
+        RequestKind::LeaveGroup(req) => encode(
+            id,
+            api_key,
+            version,
+            &groups::leave_group(broker, req, version),
+        ),
+        RequestKind::OffsetCommit(req) => encode(
+            id,
+            api_key,
+            version,
+            &groups::offset_commit(broker, req, version),
+        ),
+        RequestKind::OffsetFetch(req) => encode(
+            id,
+            api_key,
+            version,
+            &groups::offset_fetch(broker, req, version),
+        ),
+        RequestKind::ListGroups(req) => encode(
+            id,
+            api_key,
+            version,
+            &groups::list_groups(broker, req, version),
+        ),
+        RequestKind::DescribeGroups(req) => encode(
+            id,
+            api_key,
+            version,
+            &groups::describe_groups(broker, req, version),
+        ),
+        RequestKind::DeleteGroups(req) => {
+            encode(id, api_key, version, &groups::delete_groups(broker, req))
         }
         _ => Reply::Close(format!("no handler for {api_key:?}")),
     }

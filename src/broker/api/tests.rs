@@ -19,9 +19,14 @@ use kafka_protocol::records::{
 use kafka_protocol::ResponseError;
 use proptest::prelude::*;
 
-use super::{handle, Reply};
+use super::Reply;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
+
+/// The request handler as a connection from this peer calls it.
+async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Reply {
+    super::handle(broker, frame, "127.0.0.1:40000".parse().expect("addr")).await
+}
 
 fn open_broker() -> (tempfile::TempDir, Arc<Broker>) {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -359,7 +359,9 @@ pub(crate) mod tests {
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: -1,
+                // The encoder splits batches where offset - sequence changes; this keeps
+                // one batch with base_sequence -1, as a non-idempotent producer sends.
+                sequence: i as i32 - 1,
                 timestamp: ts,
                 key: None,
                 value: Some(Bytes::from(format!("record number {i} with some payload"))),

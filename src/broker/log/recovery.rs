@@ -190,6 +190,10 @@ fn read_index_file(
 ) -> Result<Result<Vec<u8>, IndexProblem>, LogError> {
     let len = match std::fs::metadata(path) {
         Ok(m) => m.len(),
+        // An empty segment has nothing to index: its missing index needs no repair.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && log_size == 0 => {
+            return Ok(Ok(Vec::new()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Err(IndexProblem::Missing))
         }

@@ -204,7 +204,8 @@ impl Segment {
     }
 
     fn rel(&self, offset: i64) -> u32 {
-        u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX)
+        // Offsets before the segment map to its start, beyond the u32 range to its end.
+        u32::try_from(offset.saturating_sub(self.base_offset).max(0)).unwrap_or(u32::MAX)
     }
 
     /// Accounts for one batch at `position` (already in the file): index entries every
