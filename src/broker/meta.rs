@@ -105,11 +105,6 @@ impl Meta {
         Ok(self.db.generate_id()? as i64)
     }
 
-    /// The underlying database, for other small durable state (committed offsets).
-    pub fn db(&self) -> sled::Db {
-        self.db.clone()
-    }
-
     pub fn flush(&self) -> Result<(), MetaError> {
         self.db.flush()?;
         Ok(())

@@ -43,6 +43,8 @@ pub enum BrokerError {
     Meta(#[from] MetaError),
     #[error("cannot open topics: {0}")]
     Topics(#[from] TopicError),
+    #[error("cannot open committed offsets: {0}")]
+    Offsets(#[from] groups::offsets::OffsetStoreError),
 }
 
 /// Everything the request handlers share.
@@ -71,7 +73,7 @@ impl Broker {
         let meta = Meta::open(&data_dir.join("meta"))?;
         let cluster_id = meta.cluster_id()?;
         let topics = TopicRegistry::open(&data_dir, config.log.clone(), &meta)?;
-        let groups = Coordinator::open(meta.db(), &config.groups)?;
+        let groups = Coordinator::open(&data_dir.join("groups"), &config.groups)?;
         let host = config.advertised_host.clone().unwrap_or_else(|| {
             if bound.ip().is_unspecified() {
                 // 0.0.0.0 is not an address a client can dial; loopback at least works locally.
@@ -127,9 +129,14 @@ impl Broker {
         self.appended.notified()
     }
 
-    /// fsyncs every partition with unflushed appends. Returns how many failed.
+    /// fsyncs every partition with unflushed appends, and committed offsets. Returns how many
+    /// failed.
     pub fn flush_dirty(&self) -> usize {
         let mut failures = 0;
+        if let Err(e) = self.groups.flush() {
+            failures += 1;
+            tracing::error!("flushing committed offsets failed: {e}");
+        }
         for topic in self.topics.list() {
             for partition in &topic.partitions {
                 let mut state = partition.lock();

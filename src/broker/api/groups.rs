@@ -344,12 +344,12 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
             response
         };
     }
-    let lookup = |topic: &str, index: i32| match broker.groups.committed(&group_id, topic, index) {
-        Ok(committed) => partition(index, committed, None),
-        Err(e) => {
-            tracing::error!(group = %group_id, "reading committed offsets failed: {e}");
-            partition(index, None, Some(ResponseError::KafkaStorageError))
-        }
+    let lookup = |topic: &str, index: i32| {
+        partition(
+            index,
+            broker.groups.committed(&group_id, topic, index),
+            None,
+        )
     };
     let topics = match req.topics {
         Some(topics) => topics
@@ -368,9 +368,7 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
         // null (v2+): everything the group committed.
         None => {
             let mut by_topic: Vec<OffsetFetchResponseTopic> = Vec::new();
-            for (topic, index, committed) in
-                broker.groups.committed_all(&group_id).unwrap_or_default()
-            {
+            for (topic, index, committed) in broker.groups.committed_all(&group_id) {
                 let entry = partition(index, Some(committed), None);
                 match by_topic.iter_mut().find(|t| t.name.0.as_str() == topic) {
                     Some(t) => t.partitions.push(entry),
@@ -388,15 +386,9 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
 }
 
 pub fn list_groups(broker: &Broker, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
-    let groups = match broker.groups.list() {
-        Ok(groups) => groups,
-        Err(e) => {
-            tracing::error!("listing groups failed: {e}");
-            return ListGroupsResponse::default()
-                .with_error_code(ResponseError::CoordinatorNotAvailable.code());
-        }
-    };
-    let listed = groups
+    let listed = broker
+        .groups
+        .list()
         .into_iter()
         .filter(|g| {
             version < 4

@@ -10,13 +10,12 @@ use std::time::{Duration, Instant};
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 
-use crate::broker::meta::MetaError;
 use crate::config::GroupSettings;
 use group::{
     Group, GroupLimits, GroupState, JoinRequest, JoinResponse, MemberDescription, Reply,
     SyncResponse,
 };
-use offsets::{CommittedOffset, OffsetStore};
+use offsets::{CommittedOffset, OffsetStore, OffsetStoreError};
 
 /// Group ids are free-form in Kafka; rill refuses only what would break its storage keys or
 /// tools: empty, longer than this, or containing NUL.
@@ -51,10 +50,10 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    pub fn open(db: sled::Db, settings: &GroupSettings) -> Result<Self, MetaError> {
+    pub fn open(dir: &std::path::Path, settings: &GroupSettings) -> Result<Self, OffsetStoreError> {
         Ok(Coordinator {
             groups: Mutex::new(HashMap::new()),
-            offsets: OffsetStore::open(db)?,
+            offsets: OffsetStore::open(dir)?,
             limits: GroupLimits {
                 min_session_timeout: Duration::from_millis(settings.min_session_timeout_ms),
                 max_session_timeout: Duration::from_millis(settings.max_session_timeout_ms),
@@ -156,7 +155,7 @@ impl Coordinator {
         &self,
         group_id: &str,
         entries: &[(String, i32, CommittedOffset)],
-    ) -> Result<(), MetaError> {
+    ) -> Result<(), OffsetStoreError> {
         self.offsets.commit(group_id, entries)
     }
 
@@ -165,25 +164,26 @@ impl Coordinator {
         group_id: &str,
         topic: &str,
         partition: i32,
-    ) -> Result<Option<CommittedOffset>, MetaError> {
+    ) -> Option<CommittedOffset> {
         self.offsets.get(group_id, topic, partition)
     }
 
-    pub fn committed_all(
-        &self,
-        group_id: &str,
-    ) -> Result<Vec<(String, i32, CommittedOffset)>, MetaError> {
+    pub fn committed_all(&self, group_id: &str) -> Vec<(String, i32, CommittedOffset)> {
         self.offsets.for_group(group_id)
     }
 
+    /// fsyncs committed offsets written since the last flush (the flush policy calls this).
+    pub fn flush(&self) -> Result<(), OffsetStoreError> {
+        self.offsets.flush()
+    }
+
     /// Groups with members or with committed offsets.
-    pub fn list(&self) -> Result<Vec<GroupDescription>, MetaError> {
-        let mut ids: BTreeSet<String> = self.offsets.groups()?;
+    pub fn list(&self) -> Vec<GroupDescription> {
+        let mut ids: BTreeSet<String> = self.offsets.groups();
         ids.extend(self.groups.lock().keys().cloned());
-        Ok(ids
-            .into_iter()
+        ids.into_iter()
             .filter_map(|id| self.describe(&id))
-            .collect())
+            .collect()
     }
 
     /// None for a group that has neither members nor offsets (Kafka calls it Dead).
@@ -199,11 +199,7 @@ impl Coordinator {
                 });
             }
         }
-        let has_offsets = self
-            .offsets
-            .for_group(group_id)
-            .map(|o| !o.is_empty())
-            .unwrap_or(false);
+        let has_offsets = !self.offsets.for_group(group_id).is_empty();
         has_offsets.then(|| GroupDescription {
             group_id: group_id.to_string(),
             state: GroupState::Empty.kafka_name(),
@@ -259,19 +255,17 @@ impl Coordinator {
         let Some(retention) = self.offsets_retention_ms else {
             return;
         };
-        let groups = match self.offsets.groups() {
-            Ok(groups) => groups,
-            Err(e) => return tracing::error!("listing groups for offset retention failed: {e}"),
-        };
-        for id in groups {
+        for id in self.offsets.groups() {
             if self.groups.lock().get(&id).is_some_and(|g| !g.is_empty()) {
                 continue;
             }
             let newest = self
                 .offsets
                 .for_group(&id)
-                .map(|o| o.iter().map(|(_, _, c)| c.commit_ms).max().unwrap_or(0))
-                .unwrap_or(i64::MAX);
+                .iter()
+                .map(|(_, _, c)| c.commit_ms)
+                .max()
+                .unwrap_or(0);
             if now_ms.saturating_sub(newest) > retention {
                 tracing::info!(group = %id, "offsets past retention; deleting the group's offsets");
                 if let Err(e) = self.offsets.delete_group(&id) {

@@ -1,11 +1,32 @@
-//! Committed offsets, durable in sled: key `group \0 topic \0 partition(be32)`, value JSON.
-//! Each commit is flushed before it is acknowledged, so a committed offset survives SIGKILL.
+//! Committed offsets: an append-only log with an in-memory index, Kafka's own design for
+//! `__consumer_offsets` in small.
+//!
+//! Every commit is one `write(2)` of CRC-framed entries before it is acknowledged, so it survives
+//! SIGKILL (the page cache has it); fsync follows the broker's flush policy like the partition
+//! logs. sled was the first home for these, but its only durability primitive is an fsync, which
+//! held commits to ~800/s on this machine; the log sustains tens of thousands per second.
+//!
+//! At start-up the log is replayed (a torn tail is cut at the first bad CRC) and rewritten
+//! compacted, one entry per live key, through a temp file and an atomic rename.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
-use crate::broker::meta::MetaError;
+#[derive(Debug, Error)]
+pub enum OffsetStoreError {
+    #[error("offset log {path}: cannot {op}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommittedOffset {
@@ -16,123 +37,275 @@ pub struct CommittedOffset {
     pub commit_ms: i64,
 }
 
+/// One log entry: a commit, or (with `committed: None`) a deletion.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    group: String,
+    topic: String,
+    partition: i32,
+    committed: Option<CommittedOffset>,
+}
+
+type Key = (String, String, i32);
+
+struct Inner {
+    file: File,
+    offsets: HashMap<Key, CommittedOffset>,
+    dirty: bool,
+    /// Entries in the file; compaction happens when this far exceeds the live keys.
+    entries: usize,
+}
+
 pub struct OffsetStore {
-    db: sled::Db,
-    tree: sled::Tree,
+    path: PathBuf,
+    inner: Mutex<Inner>,
 }
 
-fn key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
-    let mut key = Vec::with_capacity(group.len() + topic.len() + 6);
-    key.extend_from_slice(group.as_bytes());
-    key.push(0);
-    key.extend_from_slice(topic.as_bytes());
-    key.push(0);
-    key.extend_from_slice(&partition.to_be_bytes());
-    key
+/// Frame: length (u32 BE) and CRC-32C (u32 BE) of the JSON payload, then the payload.
+fn frame(entry: &Entry, out: &mut Vec<u8>) {
+    let payload = serde_json::to_vec(entry).unwrap_or_default();
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+    out.extend_from_slice(&payload);
 }
 
-/// Splits a key back into (group, topic, partition); None for a key we did not write.
-fn parse_key(key: &[u8]) -> Option<(String, String, i32)> {
-    let (partition, rest) = key
-        .split_last_chunk::<4>()
-        .map(|(rest, p)| (i32::from_be_bytes(*p), rest))?;
-    let rest = rest.strip_suffix(&[0])?;
-    let split = rest.iter().position(|&b| b == 0)?;
-    let group = std::str::from_utf8(&rest[..split]).ok()?;
-    let topic = std::str::from_utf8(&rest[split + 1..]).ok()?;
-    Some((group.to_string(), topic.to_string(), partition))
+/// Replays frames until the end or the first damaged one; returns the entries and the length
+/// of the intact prefix.
+fn replay(bytes: &[u8]) -> (Vec<Entry>, usize) {
+    let mut entries = Vec::new();
+    let mut pos = 0;
+    while let Some(header) = bytes.get(pos..pos + 8) {
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        let Some(payload) = bytes.get(pos + 8..pos + 8 + len) else {
+            break;
+        };
+        if crc32c::crc32c(payload) != crc {
+            break;
+        }
+        match serde_json::from_slice(payload) {
+            Ok(entry) => entries.push(entry),
+            Err(_) => break,
+        }
+        pos += 8 + len;
+    }
+    (entries, pos)
 }
 
 impl OffsetStore {
-    pub fn open(db: sled::Db) -> Result<Self, MetaError> {
-        let tree = db.open_tree("offsets")?;
-        Ok(OffsetStore { db, tree })
+    pub fn open(dir: &Path) -> Result<Self, OffsetStoreError> {
+        let io = |op, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| OffsetStoreError::Io { op, path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io("create directory", dir))?;
+        let path = dir.join("offsets.log");
+        let mut bytes = Vec::new();
+        if path.exists() {
+            File::open(&path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .map_err(io("read", &path))?;
+        }
+        let (entries, intact) = replay(&bytes);
+        if intact < bytes.len() {
+            tracing::warn!(path = %path.display(), "offset log: dropped a torn tail of {} bytes", bytes.len() - intact);
+        }
+        let mut offsets = HashMap::new();
+        for entry in entries {
+            let key = (entry.group, entry.topic, entry.partition);
+            match entry.committed {
+                Some(committed) => offsets.insert(key, committed),
+                None => offsets.remove(&key),
+            };
+        }
+        let file = Self::rewrite(&path, &offsets)?;
+        Ok(OffsetStore {
+            path,
+            inner: Mutex::new(Inner {
+                file,
+                entries: offsets.len(),
+                offsets,
+                dirty: false,
+            }),
+        })
     }
 
-    /// Stores a group's commits atomically and durably.
-    pub fn commit(
-        &self,
-        group: &str,
-        entries: &[(String, i32, CommittedOffset)],
-    ) -> Result<(), MetaError> {
-        let mut batch = sled::Batch::default();
-        for (topic, partition, committed) in entries {
-            let value = serde_json::to_vec(committed).map_err(|source| MetaError::Decode {
+    /// Writes the live offsets to a fresh file, fsyncs it and renames it over the log.
+    fn rewrite(
+        path: &Path,
+        offsets: &HashMap<Key, CommittedOffset>,
+    ) -> Result<File, OffsetStoreError> {
+        let io = |op| {
+            let path = path.to_path_buf();
+            move |source| OffsetStoreError::Io { op, path, source }
+        };
+        let tmp = path.with_extension("log.compacting");
+        let mut out = BufWriter::new(File::create(&tmp).map_err(io("create compacted log"))?);
+        let mut buf = Vec::new();
+        for ((group, topic, partition), committed) in offsets {
+            buf.clear();
+            let entry = Entry {
+                group: group.clone(),
                 topic: topic.clone(),
-                source,
-            })?;
-            batch.insert(key(group, topic, *partition), value);
+                partition: *partition,
+                committed: Some(committed.clone()),
+            };
+            frame(&entry, &mut buf);
+            out.write_all(&buf).map_err(io("write compacted log"))?;
         }
-        self.tree.apply_batch(batch)?;
-        self.db.flush()?;
+        let file = out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .map_err(io("write compacted log"))?;
+        file.sync_all().map_err(io("sync compacted log"))?;
+        std::fs::rename(&tmp, path).map_err(io("replace the log"))?;
+        if let Some(parent) = path.parent() {
+            if let Ok(dir) = File::open(parent) {
+                let _ = dir.sync_all();
+            }
+        }
+        OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(io("open"))
+    }
+
+    fn append(&self, inner: &mut Inner, entries: &[Entry]) -> Result<(), OffsetStoreError> {
+        let mut buf = Vec::new();
+        for entry in entries {
+            frame(entry, &mut buf);
+        }
+        let before = inner.file.metadata().map(|m| m.len()).ok();
+        if let Err(source) = inner.file.write_all(&buf) {
+            // Cut a partial write back so the log stays replayable (e.g. on a full disk).
+            if let Some(len) = before {
+                let _ = inner.file.set_len(len);
+            }
+            return Err(OffsetStoreError::Io {
+                op: "append",
+                path: self.path.clone(),
+                source,
+            });
+        }
+        inner.dirty = true;
+        inner.entries += entries.len();
+        if inner.entries > 4 * inner.offsets.len() + 100_000 {
+            inner.file = Self::rewrite(&self.path, &inner.offsets)?;
+            inner.entries = inner.offsets.len();
+            inner.dirty = false;
+        }
         Ok(())
     }
 
-    pub fn get(
+    /// Stores a group's commits: written to the log before this returns.
+    pub fn commit(
         &self,
         group: &str,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Option<CommittedOffset>, MetaError> {
-        match self.tree.get(key(group, topic, partition))? {
-            Some(value) => Ok(serde_json::from_slice(&value).ok()),
-            None => Ok(None),
+        commits: &[(String, i32, CommittedOffset)],
+    ) -> Result<(), OffsetStoreError> {
+        let entries: Vec<Entry> = commits
+            .iter()
+            .map(|(topic, partition, committed)| Entry {
+                group: group.to_string(),
+                topic: topic.clone(),
+                partition: *partition,
+                committed: Some(committed.clone()),
+            })
+            .collect();
+        let mut inner = self.inner.lock();
+        self.append(&mut inner, &entries)?;
+        for (topic, partition, committed) in commits {
+            inner.offsets.insert(
+                (group.to_string(), topic.clone(), *partition),
+                committed.clone(),
+            );
         }
+        Ok(())
     }
 
-    /// Every offset a group committed, by topic and partition.
-    pub fn for_group(&self, group: &str) -> Result<Vec<(String, i32, CommittedOffset)>, MetaError> {
-        let mut prefix = group.as_bytes().to_vec();
-        prefix.push(0);
-        let mut out = Vec::new();
-        for entry in self.tree.scan_prefix(prefix) {
-            let (k, v) = entry?;
-            if let (Some((_, topic, partition)), Ok(committed)) =
-                (parse_key(&k), serde_json::from_slice(&v))
-            {
-                out.push((topic, partition, committed));
-            }
-        }
-        Ok(out)
+    pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<CommittedOffset> {
+        self.inner
+            .lock()
+            .offsets
+            .get(&(group.to_string(), topic.to_string(), partition))
+            .cloned()
+    }
+
+    /// Every offset a group committed, sorted by topic and partition.
+    pub fn for_group(&self, group: &str) -> Vec<(String, i32, CommittedOffset)> {
+        let mut out: Vec<_> = self
+            .inner
+            .lock()
+            .offsets
+            .iter()
+            .filter(|((g, _, _), _)| g == group)
+            .map(|((_, t, p), c)| (t.clone(), *p, c.clone()))
+            .collect();
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        out
     }
 
     /// Groups with at least one committed offset.
-    pub fn groups(&self) -> Result<BTreeSet<String>, MetaError> {
-        let mut groups = BTreeSet::new();
-        for entry in self.tree.iter().keys() {
-            if let Some((group, _, _)) = parse_key(&entry?) {
-                groups.insert(group);
-            }
-        }
-        Ok(groups)
+    pub fn groups(&self) -> BTreeSet<String> {
+        self.inner
+            .lock()
+            .offsets
+            .keys()
+            .map(|(g, _, _)| g.clone())
+            .collect()
     }
 
-    pub fn delete_group(&self, group: &str) -> Result<usize, MetaError> {
-        let mut prefix = group.as_bytes().to_vec();
-        prefix.push(0);
-        self.delete_where(|k| k.starts_with(&prefix))
+    pub fn delete_group(&self, group: &str) -> Result<usize, OffsetStoreError> {
+        self.delete_where(|(g, _, _)| g == group)
     }
 
     /// Drops every group's offsets for a deleted topic.
-    pub fn delete_topic(&self, topic: &str) -> Result<usize, MetaError> {
-        self.delete_where(|k| parse_key(k).is_some_and(|(_, t, _)| t == topic))
+    pub fn delete_topic(&self, topic: &str) -> Result<usize, OffsetStoreError> {
+        self.delete_where(|(_, t, _)| t == topic)
     }
 
-    fn delete_where(&self, doomed: impl Fn(&[u8]) -> bool) -> Result<usize, MetaError> {
-        let mut batch = sled::Batch::default();
-        let mut count = 0;
-        for entry in self.tree.iter().keys() {
-            let k = entry?;
-            if doomed(&k) {
-                batch.remove(k);
-                count += 1;
-            }
+    fn delete_where(&self, doomed: impl Fn(&Key) -> bool) -> Result<usize, OffsetStoreError> {
+        let mut inner = self.inner.lock();
+        let keys: Vec<Key> = inner
+            .offsets
+            .keys()
+            .filter(|k| doomed(k))
+            .cloned()
+            .collect();
+        if keys.is_empty() {
+            return Ok(0);
         }
-        if count > 0 {
-            self.tree.apply_batch(batch)?;
-            self.db.flush()?;
+        let entries: Vec<Entry> = keys
+            .iter()
+            .map(|(group, topic, partition)| Entry {
+                group: group.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+                committed: None,
+            })
+            .collect();
+        self.append(&mut inner, &entries)?;
+        for key in &keys {
+            inner.offsets.remove(key);
         }
-        Ok(count)
+        Ok(keys.len())
+    }
+
+    /// fsync, if anything was appended since the last one (the flush policy calls this).
+    pub fn flush(&self) -> Result<(), OffsetStoreError> {
+        let mut inner = self.inner.lock();
+        if inner.dirty {
+            inner
+                .file
+                .sync_data()
+                .map_err(|source| OffsetStoreError::Io {
+                    op: "sync",
+                    path: self.path.clone(),
+                    source,
+                })?;
+            inner.dirty = false;
+        }
+        Ok(())
     }
 }
 
@@ -140,43 +313,76 @@ impl OffsetStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn keys_round_trip_and_commits_survive_reopen() {
-        assert_eq!(
-            parse_key(&key("g", "logs", 7)),
-            Some(("g".into(), "logs".into(), 7))
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let committed = CommittedOffset {
-            offset: 42,
+    fn committed(offset: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset,
             metadata: "m".into(),
             commit_ms: 1,
-        };
+        }
+    }
+
+    #[test]
+    fn commits_and_deletes_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
         {
-            let store = OffsetStore::open(sled::open(dir.path()).expect("db")).expect("store");
+            let store = OffsetStore::open(dir.path()).expect("open");
             store
                 .commit(
                     "g",
                     &[
-                        ("logs".into(), 0, committed.clone()),
-                        ("other".into(), 1, committed.clone()),
+                        ("logs".into(), 0, committed(1)),
+                        ("other".into(), 1, committed(2)),
                     ],
                 )
                 .expect("commit");
-        }
-        let store = OffsetStore::open(sled::open(dir.path()).expect("db")).expect("store");
-        assert_eq!(store.get("g", "logs", 0).expect("get"), Some(committed));
-        assert_eq!(store.for_group("g").expect("scan").len(), 2);
-        assert_eq!(store.delete_topic("logs").expect("delete"), 1);
-        assert_eq!(
             store
-                .groups()
-                .expect("groups")
-                .into_iter()
-                .collect::<Vec<_>>(),
+                .commit("g", &[("logs".into(), 0, committed(42))])
+                .expect("commit");
+            store
+                .commit("h", &[("logs".into(), 3, committed(7))])
+                .expect("commit");
+            assert_eq!(store.delete_topic("other").expect("delete"), 1);
+            assert_eq!(store.delete_group("h").expect("delete"), 1);
+            // No flush: what was written must survive a crash of the process.
+        }
+        let store = OffsetStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.get("g", "logs", 0), Some(committed(42)));
+        assert_eq!(store.get("g", "other", 1), None);
+        assert_eq!(
+            store.groups().into_iter().collect::<Vec<_>>(),
             vec!["g".to_string()]
         );
-        store.delete_group("g").expect("delete");
-        assert!(store.groups().expect("groups").is_empty());
+        assert_eq!(store.for_group("g").len(), 1);
+    }
+
+    #[test]
+    fn a_torn_tail_is_dropped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = OffsetStore::open(dir.path()).expect("open");
+            store
+                .commit("g", &[("t".into(), 0, committed(5))])
+                .expect("commit");
+            store
+                .commit("g", &[("t".into(), 0, committed(6))])
+                .expect("commit");
+        }
+        let path = dir.path().join("offsets.log");
+        let len = std::fs::metadata(&path).expect("meta").len();
+        // Tear the last entry in half, then add junk.
+        let file = OpenOptions::new().write(true).open(&path).expect("open");
+        file.set_len(len - 10).expect("truncate");
+        drop(file);
+        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+        file.write_all(b"\xff\xff\xff\xffjunk").expect("junk");
+        drop(file);
+        let store = OffsetStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.get("g", "t", 0), Some(committed(5)));
+        store
+            .commit("g", &[("t".into(), 0, committed(9))])
+            .expect("appendable again");
+        drop(store);
+        let store = OffsetStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.get("g", "t", 0), Some(committed(9)));
     }
 }

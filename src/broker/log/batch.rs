@@ -324,15 +324,14 @@ pub(crate) fn find_record_by_timestamp(
     };
     let mut input = payload;
     let walk = |b: &mut bytes::Bytes| Ok(first_record_at_or_after(header, b, target));
-    let walked = match header.codec() {
+    match header.codec() {
         0 => first_record_at_or_after(header, payload, target),
         1 => Gzip::decompress(&mut input, walk).map_err(decompress_error)?,
         2 => Snappy::decompress(&mut input, walk).map_err(decompress_error)?,
         3 => Lz4::decompress(&mut input, walk).map_err(decompress_error)?,
         4 => Zstd::decompress(&mut input, walk).map_err(decompress_error)?,
         other => Err(BatchError::UnsupportedCompression(other)),
-    };
-    walked
+    }
 }
 
 #[cfg(test)]

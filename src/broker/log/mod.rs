@@ -26,7 +26,7 @@ pub use retention::RetentionReport;
 use segment::{io_err, BatchMeta, Segment};
 
 /// Per-partition log settings (Kafka's topic configs of the same names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll when the active segment would exceed this.
     pub segment_bytes: u64,

@@ -139,7 +139,7 @@ fn segments_roll_by_age() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(1 << 20, 4096);
     cfg.segment_ms = 1000;
-    let (mut log, _) = PartitionLog::open(dir.path(), cfg).unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     append_ts(&mut log, &[1], 10_000);
     append_ts(&mut log, &[1], 10_500);
     assert_eq!(segment_files(dir.path(), "log").len(), 1);
@@ -158,7 +158,7 @@ fn retention_by_time_deletes_whole_expired_segments() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(500, 100);
     cfg.retention_ms = Some(1000);
-    let (mut log, _) = PartitionLog::open(dir.path(), cfg).unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     for ts in [100, 200, 300, 400, 5000, 5100, 5200] {
         append_n(&mut log, 5, ts);
     }
@@ -196,7 +196,7 @@ fn retention_by_time_deletes_whole_expired_segments() {
     assert_eq!(append_n(&mut log, 1, 300_000).base_offset, leo);
 
     drop(log);
-    let (log, report) = PartitionLog::open(dir.path(), cfg).unwrap();
+    let (log, report) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     assert!(report.is_clean(), "{report}");
     assert_eq!(log.log_start_offset(), leo);
     assert_eq!(log.log_end_offset(), leo + 1);
@@ -207,7 +207,7 @@ fn retention_by_size_keeps_at_least_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(400, 100);
     cfg.retention_bytes = Some(1000);
-    let (mut log, _) = PartitionLog::open(dir.path(), cfg).unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     for i in 0..40 {
         append_n(&mut log, 2, i);
     }
@@ -303,7 +303,7 @@ fn flipped_byte_in_last_batch_fails_crc_and_is_cut() {
 fn multi_segment_log() -> (tempfile::TempDir, LogConfig, Vec<i64>) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(2000, 150);
-    let (mut log, _) = PartitionLog::open(dir.path(), cfg).unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     let mut bases = Vec::new();
     for i in 0..60 {
         bases.push(append_ts(&mut log, &[i * 10, i * 10 + 5], i).base_offset);
@@ -326,7 +326,7 @@ fn assert_all_offsets_readable(log: &PartitionLog) {
 #[test]
 fn missing_truncated_or_corrupt_indexes_are_rebuilt() {
     let (dir, cfg, _) = multi_segment_log();
-    let (log, report) = PartitionLog::open(dir.path(), cfg).unwrap();
+    let (log, report) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     assert!(report.is_clean(), "{report}");
     assert_all_offsets_readable(&log);
     let max_before = log.max_timestamp();
@@ -354,7 +354,7 @@ fn missing_truncated_or_corrupt_indexes_are_rebuilt() {
     t[..12].copy_from_slice(&[0x7f; 12]);
     fs::write(&second_time, &t).unwrap();
 
-    let (log, report) = PartitionLog::open(dir.path(), cfg).unwrap();
+    let (log, report) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     let rebuilt = report
         .actions
         .iter()
@@ -376,7 +376,7 @@ fn missing_truncated_or_corrupt_indexes_are_rebuilt() {
     let n = idx.len();
     idx[n - 4..].copy_from_slice(&u32::MAX.to_be_bytes());
     fs::write(&first, &idx).unwrap();
-    let (log, report) = PartitionLog::open(dir.path(), cfg).unwrap();
+    let (log, report) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     assert!(report.to_string().contains("past the end"), "{report}");
     assert_all_offsets_readable(&log);
 }
@@ -385,13 +385,13 @@ fn missing_truncated_or_corrupt_indexes_are_rebuilt() {
 fn last_segment_index_garbage_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(1 << 20, 100);
-    let (mut log, _) = PartitionLog::open(dir.path(), cfg).unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     for i in 0..20 {
         append_n(&mut log, 2, i);
     }
     drop(log);
     fs::write(dir.path().join("00000000000000000000.index"), [1, 2, 3]).unwrap();
-    let (log, report) = PartitionLog::open(dir.path(), cfg).unwrap();
+    let (log, report) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     assert!(
         matches!(report.actions[..], [RecoveryAction::RebuiltIndex { .. }]),
         "{report}"
@@ -409,7 +409,7 @@ fn last_segment_index_garbage_is_rebuilt() {
 #[test]
 fn append_after_reopen_continues_offsets() {
     let (dir, cfg, bases) = multi_segment_log();
-    let (mut log, report) = PartitionLog::open(dir.path(), cfg).unwrap();
+    let (mut log, report) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     assert!(report.is_clean(), "{report}");
     assert_eq!(log.log_end_offset(), bases.last().unwrap() + 2);
     let info = append_n(&mut log, 3, 1000);
@@ -425,7 +425,7 @@ fn append_after_reopen_continues_offsets() {
 fn failed_write_leaves_the_log_intact() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(1 << 20, 100);
-    let (mut log, _) = PartitionLog::open(dir.path(), cfg).unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     append_n(&mut log, 3, 1);
     let size = log.size_bytes();
     log.active_mut().fail_next_write_after = Some(40);
@@ -440,7 +440,7 @@ fn failed_write_leaves_the_log_intact() {
     let info = log.append(&mut bytes, 3).unwrap();
     assert_eq!(info.base_offset, 3);
     drop(log);
-    let (log, report) = PartitionLog::open(dir.path(), cfg).unwrap();
+    let (log, report) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     assert!(report.is_clean(), "{report}");
     assert_eq!(log.log_end_offset(), 5);
 }
@@ -487,7 +487,7 @@ fn offset_for_timestamp_is_exact_inside_compressed_batches() {
 fn leftovers_and_unknown_files_are_handled() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(1 << 20, 100);
-    let (mut log, _) = PartitionLog::open(dir.path(), cfg).unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     append_n(&mut log, 2, 1);
     drop(log);
     let d = dir.path();
@@ -495,7 +495,7 @@ fn leftovers_and_unknown_files_are_handled() {
     fs::write(d.join("00000000000000000000.index.tmp"), b"x").unwrap();
     fs::write(d.join("00000000000000000099.index"), b"").unwrap();
     fs::write(d.join("notes.txt"), b"hello").unwrap();
-    let (log, report) = PartitionLog::open(d, cfg).unwrap();
+    let (log, report) = PartitionLog::open(d, cfg.clone()).unwrap();
     assert_eq!(report.actions.len(), 4, "{report}");
     assert!(!report.is_clean());
     assert!(!d.join("00000000000000000000.log.deleted").exists());
@@ -506,7 +506,7 @@ fn leftovers_and_unknown_files_are_handled() {
 
     // A stray empty segment at the end is simply the (empty) active segment.
     fs::write(d.join("00000000000000000002.log"), b"").unwrap();
-    let (mut log, report) = PartitionLog::open(d, cfg).unwrap();
+    let (mut log, report) = PartitionLog::open(d, cfg.clone()).unwrap();
     assert!(report.is_clean(), "{report}");
     assert_eq!(append_n(&mut log, 1, 5).base_offset, 2);
     assert_eq!(batches(log.read(0, usize::MAX).unwrap()).len(), 2);
