@@ -21,7 +21,7 @@ pub async fn handle(
     version: i16,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
-    let acks_valid = matches!(acks, 0 | 1 | -1);
+    let acks_valid = (-1..=1).contains(&acks);
     if !acks_valid {
         tracing::info!(acks, "refused a produce request with invalid acks");
     }
