@@ -32,6 +32,7 @@ use crate::broker::groups::group::{JoinRequest, JoinResponse, Reply, SyncRespons
 use crate::broker::groups::offsets::CommittedOffset;
 use crate::broker::groups::{validate_group_id, MAX_OFFSET_METADATA_BYTES};
 use crate::broker::Broker;
+use crate::config::FlushPolicy;
 
 /// FindCoordinator key types.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -291,7 +292,13 @@ pub fn offset_commit(
     let write_error = if entries.is_empty() {
         None
     } else {
-        broker.groups.commit(&group_id, &entries).err()
+        let written = broker.groups.commit(&group_id, &entries);
+        // flush = "every": nothing is acknowledged before it is on disk, offsets included.
+        let synced = written.and_then(|()| match broker.config.flush {
+            FlushPolicy::Every => tokio::task::block_in_place(|| broker.groups.flush()),
+            FlushPolicy::Interval => Ok(()),
+        });
+        synced.err()
     };
     if let Some(e) = &write_error {
         tracing::error!(group = %group_id, "storing committed offsets failed: {e}");
