@@ -63,6 +63,10 @@ pub struct BrokerConfig {
     pub node_id: i32,
     /// Largest request frame accepted; larger frames close the connection.
     pub max_request_bytes: usize,
+    /// Most record bytes one Fetch response carries, whatever the client asks: a response is
+    /// built in memory, so this bounds the broker's memory per connection (clients simply
+    /// fetch again). The first batch is always returned whole (KIP-74).
+    pub fetch_max_bytes: usize,
     /// Connections served at once; more wait in the accept queue.
     pub max_connections: usize,
     /// Connections idle this long are closed (Kafka's connections.max.idle.ms).
@@ -115,6 +119,7 @@ impl Default for BrokerConfig {
             data_dir: None,
             node_id: 1,
             max_request_bytes: 100 * 1024 * 1024,
+            fetch_max_bytes: 4 * 1024 * 1024,
             max_connections: 4096,
             idle_timeout_ms: 10 * 60 * 1000,
             auto_create_topics: true,
@@ -194,6 +199,9 @@ impl BrokerConfig {
         }
         if self.max_request_bytes < 1024 {
             return fail("broker.max_request_bytes", "must be at least 1024");
+        }
+        if self.fetch_max_bytes < 1024 {
+            return fail("broker.fetch_max_bytes", "must be at least 1024");
         }
         if self.max_connections == 0 {
             return fail("broker.max_connections", "must be at least 1");

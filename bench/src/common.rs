@@ -6,11 +6,12 @@ use anyhow::{bail, Context as _, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 /// How long set-up steps (metadata, topic creation) may take before we call the broker broken.
-pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Connection flags common to every driver.
 #[derive(clap::Args, Debug, Clone)]
@@ -75,6 +76,9 @@ impl ClientContext for LogContext {
     }
 }
 
+/// No rebalance or commit hooks: the consumer uses assign() and never joins a group.
+impl ConsumerContext for LogContext {}
+
 /// librdkafka already filters by `log_level` (set in `client_config`), so whatever arrives is
 /// worth showing.
 pub fn log_to_stderr(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
@@ -85,17 +89,19 @@ pub fn error_to_stderr(error: KafkaError, reason: &str) {
     eprintln!("librdkafka error: {error}: {reason}");
 }
 
-/// Creates `topic` with `partitions` partitions (replication 1) unless it exists, then waits
+/// Creates topic `name` with `partitions` partitions (replication 1) unless it exists, then waits
 /// until metadata shows every partition with a leader. Creating it explicitly, before any
 /// producer asks for metadata, keeps broker-side auto-creation (and its default partition
 /// count) out of the measurement. Returns the partition count the topic really has.
-pub fn ensure_topic(conn: &Conn, partitions: i32) -> Result<i32> {
+pub fn ensure_topic(conn: &Conn, name: &str, partitions: i32) -> Result<i32> {
     let admin: AdminClient<LogContext> = conn
         .client_config(&[])
         .create_with_context(LogContext)
         .context("creating the admin client")?;
-    let topic = NewTopic::new(&conn.topic, partitions, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new().operation_timeout(Some(SETUP_TIMEOUT));
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new()
+        .request_timeout(Some(SETUP_TIMEOUT))
+        .operation_timeout(Some(SETUP_TIMEOUT));
     // rdkafka's admin calls are futures; a throwaway current-thread runtime is all they need.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -103,12 +109,17 @@ pub fn ensure_topic(conn: &Conn, partitions: i32) -> Result<i32> {
         .context("starting a tokio runtime for the admin client")?;
     let results = runtime
         .block_on(admin.create_topics([&topic], &opts))
-        .with_context(|| format!("CreateTopics {} on {}", conn.topic, conn.brokers))?;
+        .with_context(|| {
+            format!(
+                "CreateTopics {name} on {} (is a broker listening there?)",
+                conn.brokers
+            )
+        })?;
     for result in results {
         match result {
             Ok(_) => {}
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                eprintln!("topic {} already exists; using it as it is", conn.topic);
+                eprintln!("topic {} already exists; using it as it is", name);
             }
             Err((name, code)) => bail!("CreateTopics {name} failed: {code}"),
         }
@@ -118,9 +129,9 @@ pub fn ensure_topic(conn: &Conn, partitions: i32) -> Result<i32> {
     loop {
         let md = admin
             .inner()
-            .fetch_metadata(Some(&conn.topic), SETUP_TIMEOUT)
-            .with_context(|| format!("Metadata for {} on {}", conn.topic, conn.brokers))?;
-        if let Some(t) = md.topics().iter().find(|t| t.name() == conn.topic) {
+            .fetch_metadata(Some(name), SETUP_TIMEOUT)
+            .with_context(|| format!("Metadata for {} on {}", name, conn.brokers))?;
+        if let Some(t) = md.topics().iter().find(|t| t.name() == name) {
             let ready = t.error().is_none()
                 && !t.partitions().is_empty()
                 && t.partitions()
@@ -131,7 +142,7 @@ pub fn ensure_topic(conn: &Conn, partitions: i32) -> Result<i32> {
                 if have != partitions {
                     eprintln!(
                         "warning: topic {} has {have} partitions, not the {partitions} asked for",
-                        conn.topic
+                        name
                     );
                 }
                 return Ok(have);
@@ -140,7 +151,7 @@ pub fn ensure_topic(conn: &Conn, partitions: i32) -> Result<i32> {
         if Instant::now() >= deadline {
             bail!(
                 "topic {} has no leader for every partition after {SETUP_TIMEOUT:?}",
-                conn.topic
+                name
             );
         }
         std::thread::sleep(Duration::from_millis(100));

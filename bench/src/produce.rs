@@ -131,7 +131,9 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("--records must be at least 1");
     }
     let topic = args.conn.topic.as_str();
-    let partitions = common::ensure_topic(&args.conn, args.partitions)?;
+    let partitions = common::ensure_topic(&args.conn, topic, args.partitions)?;
+    let warmup_topic = format!("{topic}-warmup");
+    common::ensure_topic(&args.conn, &warmup_topic, 1)?;
 
     let acks_all = matches!(args.acks.as_str(), "all" | "-1");
     let linger = args.linger_ms.to_string();
@@ -164,15 +166,13 @@ pub fn run(args: &Args) -> Result<()> {
     let producer: ThreadedProducer<ProduceContext> = cfg
         .create_with_context(context)
         .context("creating the producer")?;
-    // Connect and learn the topic before the clock starts, so the run measures steady-state
-    // producing rather than bootstrap.
+    let payload = make_payload(args.record_bytes);
+    let ctx = producer.context();
+    warm_up(&producer, &warmup_topic, &payload)?;
     producer
         .client()
         .fetch_metadata(Some(topic), SETUP_TIMEOUT)
         .with_context(|| format!("Metadata for {topic} on {}", args.conn.brokers))?;
-
-    let payload = make_payload(args.record_bytes);
-    let ctx = producer.context();
     let cpu_before = broker_cpu(args.conn.broker_pid)?;
     let start_ns = ctx.epoch.elapsed().as_nanos() as u64;
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
@@ -253,6 +253,38 @@ pub fn run(args: &Args) -> Result<()> {
         broker_cpu_s: cpu_before.zip(cpu_after).map(|(b, a)| a - b),
     };
     println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+/// Delivers one record to a side topic and forgets it, so that connecting, the idempotent
+/// producer's InitProducerId (librdkafka retries it on a 500 ms timer if its first try races
+/// the connection) and the first metadata are all done before the clock starts. Without this,
+/// a run's first batch sometimes waits half a second and the latency tail measures librdkafka's
+/// start-up, not the broker.
+fn warm_up(producer: &ThreadedProducer<ProduceContext>, topic: &str, payload: &[u8]) -> Result<()> {
+    let ctx = producer.context();
+    let record = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, 0).payload(payload);
+    producer
+        .send(record)
+        .map_err(|(err, _)| err)
+        .context("enqueueing the warm-up record")?;
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    while !check_progress(ctx, deadline, 1).context("warming up")? {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if ctx.failed.load(Ordering::Relaxed) > 0 {
+        let first = ctx.first_error.lock().ok().and_then(|e| e.clone());
+        bail!(
+            "the warm-up record was not delivered: {}",
+            first.unwrap_or_default()
+        );
+    }
+    // Nothing else is in flight, so the counters can be reset without a race.
+    ctx.delivered.store(0, Ordering::Relaxed);
+    ctx.last_report_ns.store(0, Ordering::Relaxed);
+    if let Ok(mut v) = ctx.latencies_us.lock() {
+        v.clear();
+    }
     Ok(())
 }
 

@@ -44,11 +44,12 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
 /// One pass over every asked partition. Returns the response, its record bytes, and whether a
 /// partition had an error (which is answered at once, as Kafka does).
 fn read_all(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
-    let mut remaining = if req.max_bytes > 0 {
+    let asked = if req.max_bytes > 0 {
         req.max_bytes as usize
     } else {
         usize::MAX
     };
+    let mut remaining = asked.min(broker.config.fetch_max_bytes);
     let mut total = 0usize;
     let mut any_error = false;
     let mut topics = Vec::with_capacity(req.topics.len());
