@@ -3,3 +3,4 @@ pub use rill_agent::record;
 pub mod broker;
 pub mod client;
 pub mod config;
+pub mod lag;

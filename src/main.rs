@@ -22,6 +22,9 @@ enum Command {
     /// List, create, describe and delete topics on rill or any Kafka cluster
     #[command(subcommand)]
     Topics(cli::topics::TopicsCommand),
+    /// List consumer groups and show their lag on rill or any Kafka cluster (never joins them)
+    #[command(subcommand)]
+    Groups(cli::groups::GroupsCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,6 +33,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Broker(args) => cli::broker::run(args),
         Command::Topics(command) => cli::topics::run(command),
+        Command::Groups(command) => cli::groups::run(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,4 +1,5 @@
 //! The binary's commands: argument types and the glue between them and the library.
 pub mod broker;
+pub mod groups;
 pub mod logging;
 pub mod topics;

@@ -190,12 +190,26 @@ impl Coordinator {
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         if let Some(group) = self.groups.lock().get(group_id) {
             if !group.is_empty() || group.protocol_type().is_some() {
+                // Like Kafka: subscriptions and assignments are only meaningful in a stable
+                // group; mid-rebalance they would show last round's, so they are left out.
+                let stable = group.state() == GroupState::Stable;
+                let mut members = group.members();
+                if !stable {
+                    for member in &mut members {
+                        member.metadata = bytes::Bytes::new();
+                        member.assignment = bytes::Bytes::new();
+                    }
+                }
                 return Some(GroupDescription {
                     group_id: group_id.to_string(),
                     state: group.state().kafka_name(),
                     protocol_type: group.protocol_type().unwrap_or_default().to_string(),
-                    protocol: group.protocol().unwrap_or_default().to_string(),
-                    members: group.members(),
+                    protocol: if stable {
+                        group.protocol().unwrap_or_default().to_string()
+                    } else {
+                        String::new()
+                    },
+                    members,
                 });
             }
         }
