@@ -2,13 +2,16 @@
 //!
 //! The drivers are real librdkafka clients (through `rdkafka`), so the numbers are what a Kafka
 //! user would see, and they work unchanged against rill or any Kafka cluster. `bench/broker.sh`
-//! runs them; each subcommand prints progress on stderr and exactly one JSON line on stdout, so
-//! the script can collect results without scraping human-readable text.
+//! and `bench/groups.sh` run them; each subcommand prints progress on stderr and exactly one JSON
+//! line per run on stdout, so the scripts can collect results without scraping human-readable
+//! text.
 
+mod commits;
 mod common;
 mod consume;
 mod procfs;
 mod produce;
+mod rebalance;
 mod report;
 
 use std::process::ExitCode;
@@ -32,6 +35,10 @@ enum Command {
     Produce(produce::Args),
     /// Read a topic back from its earliest offset to its end; print throughput as JSON.
     Consume(consume::Args),
+    /// Time a consumer group forming (all join -> all assigned) over several runs; JSON per run.
+    Rebalance(rebalance::Args),
+    /// Commit offsets from N concurrent committers for a while; print throughput as JSON.
+    Commits(commits::Args),
     /// Summarise the JSON lines of several runs (medians) as a Markdown table against targets.
     Report(report::Args),
 }
@@ -41,6 +48,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Produce(args) => produce::run(&args),
         Command::Consume(args) => consume::run(&args),
+        Command::Rebalance(args) => rebalance::run(&args),
+        Command::Commits(args) => commits::run(&args),
         Command::Report(args) => report::run(&args),
     };
     match result {

@@ -1,23 +1,31 @@
 //! `rill-bench report`: fold the JSON lines of several runs into one Markdown table of medians,
-//! checked against the targets of issue 2. Medians because the 2-core machine is noisy and one
-//! unlucky run should not decide the verdict; the spread is printed next to each median.
+//! checked against the targets of issue 2 (produce, consume) and issue 3 (rebalance, commits).
+//! Medians because the 2-core machine is noisy and one unlucky run should not decide the
+//! verdict; the spread is printed next to each median.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::commits::CommitsResult;
 use crate::consume::ConsumeResult;
 use crate::procfs;
 use crate::produce::ProduceResult;
+use crate::rebalance::RebalanceResult;
 
 const PRODUCE_TARGET_RPS: f64 = 500_000.0;
 const CONSUME_TARGET_RPS: f64 = 1_000_000.0;
 const RSS_TARGET_MIB: f64 = 64.0;
+/// Issue 3: a 4-member group forms within this much beyond the broker's initial join delay.
+const REBALANCE_TARGET_MS: f64 = 500.0;
+/// Issue 3: OffsetCommit throughput of the broker.
+const COMMITS_TARGET_PER_SEC: f64 = 20_000.0;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// File of JSON lines printed by `produce` and `consume` (other lines are ignored).
+    /// File of JSON lines printed by `produce`, `consume`, `rebalance` and `commits` (other
+    /// lines are ignored). Each family present gets its own table.
     #[arg(long)]
     pub input: PathBuf,
 
@@ -45,11 +53,18 @@ pub fn run(args: &Args) -> Result<()> {
     let text = std::fs::read_to_string(&args.input)
         .with_context(|| format!("reading {}", args.input.display()))?;
     let (produce, consume) = parse_results(&text)?;
+    let (rebalance, commits) = parse_group_results(&text)?;
+    let has_groups = !rebalance.is_empty() || !commits.is_empty();
     if produce.is_empty() && consume.is_empty() {
-        bail!(
-            "{} holds no produce or consume results",
-            args.input.display()
-        );
+        if !has_groups {
+            bail!(
+                "{} holds no produce, consume, rebalance or commits results",
+                args.input.display()
+            );
+        }
+        // bench/groups.sh: only the consumer-group table.
+        print!("{}", render_groups(&args.label, &rebalance, &commits));
+        return Ok(());
     }
     let broker = match args.broker_pid {
         Some(pid) => Some(BrokerUsage {
@@ -68,6 +83,9 @@ pub fn run(args: &Args) -> Result<()> {
             args.disk_mb_per_sec
         )
     );
+    if has_groups {
+        print!("\n{}", render_groups(&args.label, &rebalance, &commits));
+    }
     Ok(())
 }
 
@@ -89,6 +107,27 @@ fn parse_results(text: &str) -> Result<(Vec<ProduceResult>, Vec<ConsumeResult>)>
         }
     }
     Ok((produce, consume))
+}
+
+/// The `rebalance` and `commits` lines, for the consumer-group table.
+fn parse_group_results(text: &str) -> Result<(Vec<RebalanceResult>, Vec<CommitsResult>)> {
+    let (mut rebalance, mut commits) = (Vec::new(), Vec::new());
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if !line.starts_with('{') {
+            continue;
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("line {}: not JSON", n + 1))?;
+        match value.get("kind").and_then(|k| k.as_str()) {
+            Some("rebalance") => rebalance
+                .push(serde_json::from_value(value).with_context(|| format!("line {}", n + 1))?),
+            Some("commits") => commits
+                .push(serde_json::from_value(value).with_context(|| format!("line {}", n + 1))?),
+            _ => {}
+        }
+    }
+    Ok((rebalance, commits))
 }
 
 /// Median and range of a set of runs.
@@ -297,6 +336,187 @@ fn render(
     out
 }
 
+/// The consumer-group table: rebalance time per configured join delay, and OffsetCommit
+/// throughput and latency per number of concurrent committers. Rows with a target carry the
+/// ratio of the median to the target, so "how far off" is read without arithmetic.
+fn render_groups(label: &str, rebalance: &[RebalanceResult], commits: &[CommitsResult]) -> String {
+    // (row, median / target)
+    let mut rows: Vec<(Row, Option<f64>)> = Vec::new();
+
+    let mut by_setup: BTreeMap<(std::cmp::Reverse<u64>, &str, u32, i32), Vec<&RebalanceResult>> =
+        BTreeMap::new();
+    for r in rebalance {
+        by_setup
+            .entry((
+                std::cmp::Reverse(r.join_delay_ms),
+                r.assignor.as_str(),
+                r.members,
+                r.partitions,
+            ))
+            .or_default()
+            .push(r);
+    }
+    for ((std::cmp::Reverse(delay), assignor, members, partitions), rs) in &by_setup {
+        let setup = format!(
+            "{members} members × {partitions} partitions, {assignor}, join delay {delay} ms"
+        );
+        if let Some(s) = stat(rs.iter().map(|r| r.ms)) {
+            rows.push((
+                Row::info(format!("rebalance ms, {setup}"), spread(s, ms0)),
+                None,
+            ));
+        }
+        if let Some(s) = stat(rs.iter().map(|r| r.beyond_delay_ms)) {
+            rows.push((
+                Row {
+                    metric: format!("rebalance ms beyond the join delay, {setup}"),
+                    value: spread(s, ms0),
+                    target: format!("≤ {REBALANCE_TARGET_MS:.0}"),
+                    met: Some(s.median <= REBALANCE_TARGET_MS),
+                },
+                Some(s.median / REBALANCE_TARGET_MS),
+            ));
+        }
+        if let Some(s) = stat(
+            rs.iter()
+                .map(|r| f64::from(r.assign_callbacks) / f64::from(*members)),
+        ) {
+            rows.push((
+                Row::info(
+                    format!("assignment rounds (assign callbacks ÷ members), {setup}"),
+                    spread(s, |x| format!("{x:.2}")),
+                ),
+                None,
+            ));
+        }
+        if let Some(s) = stat(rs.iter().map(|r| r.close_ms)) {
+            rows.push((
+                Row::info(format!("close (LeaveGroup) ms, {setup}"), spread(s, ms0)),
+                None,
+            ));
+        }
+    }
+
+    let mut by_conns: BTreeMap<u32, Vec<&CommitsResult>> = BTreeMap::new();
+    for c in commits {
+        by_conns.entry(c.connections).or_default().push(c);
+    }
+    let mut best: Option<(u32, Stat)> = None;
+    for (conns, cs) in &by_conns {
+        let who = committers(*conns);
+        if let Some(s) = stat(cs.iter().map(|c| c.commits_per_sec)) {
+            rows.push((
+                Row::info(
+                    format!("OffsetCommit commits/s, {who}"),
+                    spread(s, thousands),
+                ),
+                None,
+            ));
+            if best.is_none_or(|(_, b)| s.median > b.median) {
+                best = Some((*conns, s));
+            }
+        }
+        if let Some(s) = stat(cs.iter().map(|c| c.latency_ms.p50)) {
+            rows.push((
+                Row::info(format!("commit latency p50 ms, {who}"), spread(s, ms)),
+                None,
+            ));
+        }
+        if let Some(s) = stat(cs.iter().map(|c| c.latency_ms.p99)) {
+            rows.push((
+                Row::info(format!("commit latency p99 ms, {who}"), spread(s, ms)),
+                None,
+            ));
+        }
+        if let Some(s) = stat(cs.iter().map(|c| c.latency_ms.max)) {
+            rows.push((
+                Row::info(format!("commit latency max ms, {who}"), spread(s, ms)),
+                None,
+            ));
+        }
+        // Broker CPU per commit says what the broker could do with the cores to itself; with
+        // the clients on the same 2 cores, the client side is often the limit.
+        let cpu: Vec<(f64, f64)> = cs
+            .iter()
+            .filter_map(|c| c.broker_cpu_s.map(|cpu| (cpu, c.seconds)))
+            .collect();
+        if let (Some(cores), Some(per)) = (
+            stat(cpu.iter().map(|(cpu, s)| cpu / s.max(1e-9))),
+            stat(cs.iter().filter_map(|c| {
+                c.broker_cpu_s
+                    .map(|cpu| cpu * 1e6 / (c.commits.max(1) as f64))
+            })),
+        ) {
+            rows.push((
+                Row::info(
+                    format!("broker CPU during commits, {who}"),
+                    format!("{:.2} cores, {:.1} µs/commit", cores.median, per.median),
+                ),
+                None,
+            ));
+        }
+    }
+    // The target is the broker's throughput, so it is judged on the committer count that got
+    // the most out of it: one librdkafka consumer only ever has one commit in flight.
+    if let Some((conns, s)) = best {
+        rows.push((
+            Row {
+                metric: format!("OffsetCommit commits/s, best ({})", committers(conns)),
+                value: thousands(s.median),
+                target: format!("≥ {}", thousands(COMMITS_TARGET_PER_SEC)),
+                met: Some(s.median >= COMMITS_TARGET_PER_SEC),
+            },
+            Some(s.median / COMMITS_TARGET_PER_SEC),
+        ));
+    }
+
+    let mut out = format!(
+        "{} rebalance and {} commit runs; median (min–max). Ratio = median ÷ target.\n\n",
+        rebalance.len(),
+        commits.len()
+    );
+    out.push_str(&format!(
+        "| metric | {label} | target | ratio | status |\n|---|---:|---:|---:|---|\n"
+    ));
+    for (r, ratio) in &rows {
+        let status = match r.met {
+            None => "",
+            Some(true) => "ok",
+            Some(false) => "**MISSED**",
+        };
+        let ratio = ratio.map_or(String::new(), |x| format!("{x:.2}"));
+        out.push_str(&format!(
+            "| {} | {} | {} | {ratio} | {status} |\n",
+            r.metric, r.value, r.target
+        ));
+    }
+    out.push('\n');
+    let missed: Vec<&Row> = rows
+        .iter()
+        .map(|(r, _)| r)
+        .filter(|r| r.met == Some(false))
+        .collect();
+    if missed.is_empty() {
+        out.push_str("All targets met.\n");
+    } else {
+        for r in missed {
+            out.push_str(&format!(
+                "MISSED: {} = {} (target {})\n",
+                r.metric, r.value, r.target
+            ));
+        }
+    }
+    out
+}
+
+fn committers(n: u32) -> String {
+    if n == 1 {
+        "1 committer".into()
+    } else {
+        format!("{n} committers")
+    }
+}
+
 fn spread(s: Stat, fmt: impl Fn(f64) -> String) -> String {
     if s.min == s.max {
         fmt(s.median)
@@ -307,6 +527,11 @@ fn spread(s: Stat, fmt: impl Fn(f64) -> String) -> String {
 
 fn ms(x: f64) -> String {
     format!("{x:.2}")
+}
+
+/// Whole milliseconds: rebalances take seconds, and their spread is tens of ms.
+fn ms0(x: f64) -> String {
+    format!("{x:.0}")
 }
 
 /// 1234567.8 -> "1,234,568".
@@ -431,6 +656,97 @@ mod tests {
         );
         assert!(out.contains("MISSED: produce records/s"), "{out}");
         assert!(!out.contains("All targets met"));
+    }
+
+    fn rebalance(delay: u64, ms: f64) -> RebalanceResult {
+        RebalanceResult {
+            kind: "rebalance".into(),
+            topic: "t".into(),
+            group: "g".into(),
+            run: 1,
+            partitions: 16,
+            members: 4,
+            assignor: "range".into(),
+            join_delay_ms: delay,
+            ms,
+            beyond_delay_ms: ms - delay as f64,
+            subscribe_spread_ms: 0.1,
+            assign_callbacks: 4,
+            shares: vec![4, 4, 4, 4],
+            close_ms: 100.0,
+        }
+    }
+
+    fn commits(connections: u32, rate: f64) -> CommitsResult {
+        CommitsResult {
+            kind: "commits".into(),
+            topic: "t".into(),
+            group: "g".into(),
+            connections,
+            seconds: 5.0,
+            commits: (rate * 5.0) as u64,
+            commits_per_sec: rate,
+            latency_ms: Latency {
+                p50: 0.5,
+                p99: 2.0,
+                p999: 3.0,
+                max: 9.0,
+            },
+            broker_cpu_s: Some(2.5),
+        }
+    }
+
+    #[test]
+    fn groups_table_judges_medians_and_the_best_committer_count() {
+        let rs = [
+            rebalance(3000, 3100.0),
+            rebalance(3000, 3700.0),
+            rebalance(3000, 3600.0),
+            rebalance(0, 40.0),
+        ];
+        let cs = [commits(1, 5_000.0), commits(16, 25_000.0)];
+        let text: String = rs
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .chain(cs.iter().map(|c| serde_json::to_string(c).unwrap()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (parsed_r, parsed_c) = parse_group_results(&text).unwrap();
+        assert_eq!((parsed_r.len(), parsed_c.len()), (4, 2));
+        assert_eq!(parse_results(&text).unwrap(), (vec![], vec![]));
+
+        let out = render_groups("rill", &parsed_r, &parsed_c);
+        let delay_3000 = "4 members × 16 partitions, range, join delay 3000 ms";
+        assert!(
+            out.contains(&format!(
+                "| rebalance ms beyond the join delay, {delay_3000} | 600 (100–700) | ≤ 500 | 1.20 | **MISSED** |"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains("join delay 0 ms | 40 | ≤ 500 | 0.08 | ok |"),
+            "{out}"
+        );
+        // The 3000 ms group comes first: it is the headline setting.
+        assert!(out.find("join delay 3000").unwrap() < out.find("join delay 0 ms").unwrap());
+        assert!(
+            out.contains("| OffsetCommit commits/s, 1 committer | 5,000 |  |  |  |"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "| OffsetCommit commits/s, best (16 committers) | 25,000 | ≥ 20,000 | 1.25 | ok |"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("broker CPU during commits, 16 committers | 0.50 cores, 20.0 µs/commit"),
+            "{out}"
+        );
+        assert!(
+            out.contains("MISSED: rebalance ms beyond the join delay"),
+            "{out}"
+        );
     }
 
     #[test]

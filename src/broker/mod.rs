@@ -139,6 +139,18 @@ impl Broker {
         }
         for topic in self.topics.list() {
             for partition in &topic.partitions {
+                // The slow part, the active segment's fsync, runs without the partition lock
+                // so producers and fetchers are not held up by it.
+                let pending = partition.lock().log.active_sync();
+                match pending.and_then(|p| p.map(|sync| sync.sync().map(|()| sync)).transpose()) {
+                    Ok(Some(sync)) => partition.lock().log.mark_synced(&sync),
+                    Ok(None) => {}
+                    Err(e) => {
+                        failures += 1;
+                        tracing::error!(topic = %topic.name, partition = partition.index, "flush failed: {e}");
+                        continue;
+                    }
+                }
                 let mut state = partition.lock();
                 if state.log.is_dirty() {
                     if let Err(e) = state.log.flush() {

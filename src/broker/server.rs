@@ -172,12 +172,19 @@ async fn retention_loop(broker: Arc<Broker>) {
     }
 }
 
-/// Drives group session expiry and rebalance deadlines.
+/// Drives group session expiry (checked every 200 ms) and join deadlines (met on time, so a
+/// new group's first assignment comes right when its initial delay ends).
 async fn group_loop(broker: Arc<Broker>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        let poll = tokio::time::Instant::now() + Duration::from_millis(200);
+        let wake = match broker.groups.next_deadline() {
+            Some(deadline) => poll.min(tokio::time::Instant::from_std(deadline)),
+            None => poll,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = broker.groups.deadline_set() => {}
+        }
         broker.groups.tick();
     }
 }

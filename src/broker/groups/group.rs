@@ -197,6 +197,17 @@ impl Group {
         self.protocol.as_deref()
     }
 
+    /// When a pending join round must be looked at again (initial delay or rebalance deadline).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.state != GroupState::PreparingRebalance {
+            return None;
+        }
+        match (self.initial_delay_until, self.rebalance_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.members.is_empty() && self.pending.is_empty()
     }

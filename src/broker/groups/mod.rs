@@ -47,6 +47,8 @@ pub struct Coordinator {
     offsets: OffsetStore,
     limits: GroupLimits,
     offsets_retention_ms: Option<i64>,
+    /// Wakes the coordinator's timer when a join sets a new deadline.
+    deadline_set: tokio::sync::Notify,
 }
 
 impl Coordinator {
@@ -59,6 +61,7 @@ impl Coordinator {
                 max_session_timeout: Duration::from_millis(settings.max_session_timeout_ms),
                 initial_rebalance_delay: Duration::from_millis(settings.initial_rebalance_delay_ms),
             },
+            deadline_set: tokio::sync::Notify::new(),
             offsets_retention_ms: (settings.offsets_retention_ms >= 0)
                 .then_some(settings.offsets_retention_ms),
         })
@@ -69,7 +72,25 @@ impl Coordinator {
         let group = groups
             .entry(group_id.to_string())
             .or_insert_with(|| Group::new(group_id));
-        group.join(request, &self.limits, Instant::now())
+        let reply = group.join(request, &self.limits, Instant::now());
+        if group.next_deadline().is_some() {
+            self.deadline_set.notify_one();
+        }
+        reply
+    }
+
+    /// The earliest instant at which some group's pending join round must be completed.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.groups
+            .lock()
+            .values()
+            .filter_map(Group::next_deadline)
+            .min()
+    }
+
+    /// Completes when a join has set a deadline the timer may not know of yet.
+    pub async fn deadline_set(&self) {
+        self.deadline_set.notified().await;
     }
 
     pub fn sync(

@@ -293,16 +293,23 @@ impl OffsetStore {
 
     /// fsync, if anything was appended since the last one (the flush policy calls this).
     pub fn flush(&self) -> Result<(), OffsetStoreError> {
+        let io = |op| {
+            let path = self.path.clone();
+            move |source| OffsetStoreError::Io { op, path, source }
+        };
+        // fsync a second handle outside the lock: commits go on while the disk catches up.
+        let (file, entries) = {
+            let inner = self.inner.lock();
+            if !inner.dirty {
+                return Ok(());
+            }
+            let file = inner.file.try_clone().map_err(io("duplicate handle"))?;
+            (file, inner.entries)
+        };
+        file.sync_data().map_err(io("sync"))?;
         let mut inner = self.inner.lock();
-        if inner.dirty {
-            inner
-                .file
-                .sync_data()
-                .map_err(|source| OffsetStoreError::Io {
-                    op: "sync",
-                    path: self.path.clone(),
-                    source,
-                })?;
+        // Entries appended during the fsync stay dirty for the next flush.
+        if inner.entries == entries {
             inner.dirty = false;
         }
         Ok(())

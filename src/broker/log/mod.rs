@@ -73,6 +73,22 @@ pub enum LogError {
     InvalidBatch(#[from] BatchError),
 }
 
+/// An fsync of the active segment prepared under the partition lock and run outside it.
+pub struct ActiveSync {
+    file: File,
+    path: PathBuf,
+    base_offset: i64,
+    size: u64,
+}
+
+impl ActiveSync {
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.file
+            .sync_data()
+            .map_err(io_err("fsync segment", &self.path))
+    }
+}
+
 /// The result of a read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadOutcome {
@@ -316,6 +332,29 @@ impl PartitionLog {
             self.dir_dirty = false;
         }
         Ok(())
+    }
+
+    /// The active segment's unsynced appends, as a handle the caller can fsync after releasing
+    /// the partition lock, so producers are not held up by a flush (see [`ActiveSync`]).
+    pub fn active_sync(&self) -> Result<Option<ActiveSync>, LogError> {
+        let Some(active) = self.segments.last() else {
+            return Ok(None);
+        };
+        Ok(active.pending_log_sync()?.map(|(file, size)| ActiveSync {
+            file,
+            path: active.log_path().to_path_buf(),
+            base_offset: active.base_offset,
+            size,
+        }))
+    }
+
+    /// Marks the active segment synced through what `sync` covered.
+    pub fn mark_synced(&mut self, sync: &ActiveSync) {
+        if let Some(active) = self.segments.last_mut() {
+            if active.base_offset == sync.base_offset {
+                active.log_synced_through(sync.size);
+            }
+        }
     }
 
     pub fn is_dirty(&self) -> bool {

@@ -385,6 +385,30 @@ impl Segment {
         }
     }
 
+    /// A second handle on the log file and the size it must be synced through, when there are
+    /// appends not yet fsynced: lets the caller fsync without holding the partition lock.
+    pub fn pending_log_sync(&self) -> Result<Option<(File, u64)>, LogError> {
+        if !self.log_dirty {
+            return Ok(None);
+        }
+        let file = self
+            .file
+            .try_clone()
+            .map_err(io_err("duplicate segment handle", &self.log_path))?;
+        Ok(Some((file, self.size)))
+    }
+
+    /// Records an fsync done through `pending_log_sync`; appends made since keep it dirty.
+    pub fn log_synced_through(&mut self, size: u64) {
+        if self.size == size {
+            self.log_dirty = false;
+        }
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     /// Cuts the file to `len` bytes (recovery of a torn tail).
     pub fn truncate_file(&mut self, len: u64) -> Result<(), LogError> {
         self.file
