@@ -1,0 +1,630 @@
+//! rill-agent end to end: real files, the real `rill-agent` binary, a real `rill broker`,
+//! read back with kcat. Checks the record contract and that no line is lost through
+//! rotation, copytruncate, SIGKILL, a broker outage, deletion, junk and huge lines.
+//!
+//! The agent binary is found next to the `rill` binary (the test command builds the whole
+//! workspace first).
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Broker;
+use serde_json::Value;
+
+fn agent_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_rill")).with_file_name("rill-agent");
+    assert!(
+        bin.exists(),
+        "rill-agent binary not found at {}: run `cargo build --workspace` before these tests",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `rill-agent --config`.
+struct Agent {
+    child: Option<Child>,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(config: &Path) -> Agent {
+        let log = config.with_extension("log");
+        let mut agent = Agent {
+            child: None,
+            config: config.to_path_buf(),
+            log,
+        };
+        agent.spawn();
+        agent
+    }
+
+    fn spawn(&mut self) {
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("agent log");
+        let child = Command::new(agent_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("clone"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn rill-agent");
+        self.child = Some(child);
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("agent running").id();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill -{sig} {pid}");
+    }
+
+    fn kill_9(&mut self) {
+        let mut child = self.child.take().expect("agent running");
+        child.kill().expect("SIGKILL agent");
+        child.wait().expect("wait");
+    }
+
+    /// SIGTERM; returns the exit status, bounded in time.
+    fn stop(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        let mut child = self.child.take().expect("agent running");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "rill-agent did not exit within 20 s of SIGTERM\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let mut start = text.len().saturating_sub(6000);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        text[start..].to_string()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One consumed record.
+#[derive(Debug, Clone)]
+struct Rec {
+    partition: i64,
+    offset: i64,
+    ts: i64,
+    key: String,
+    headers: HashMap<String, String>,
+    value: Value,
+}
+
+impl Rec {
+    fn line(&self) -> &str {
+        self.value["line"].as_str().unwrap_or_default()
+    }
+}
+
+/// Everything in `topic`, read with kcat (`-J`: one JSON envelope per record).
+fn consume(broker: &str, topic: &str) -> Vec<Rec> {
+    // Bounded: a kcat started before the agent created the topic can wait on librdkafka's
+    // cached "unknown topic" for a long time; the callers retry until their own deadline.
+    let out = Command::new("timeout")
+        .args(["20", common::kcat()])
+        .args([
+            "-C",
+            "-b",
+            broker,
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-J",
+        ])
+        .args([
+            "-X",
+            "fetch.message.max.bytes=4000000",
+            "-X",
+            "fetch.max.bytes=4000000",
+            "-X",
+            "receive.message.max.bytes=8000000",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kcat");
+    if !out.status.success() {
+        // Expected until the agent created the topic; shown if the test fails.
+        eprintln!("kcat: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|env| {
+            let mut headers = HashMap::new();
+            if let Some(h) = env["headers"].as_array() {
+                for pair in h.chunks(2) {
+                    if let [k, v] = pair {
+                        headers.insert(
+                            k.as_str().unwrap_or_default().to_string(),
+                            v.as_str().unwrap_or_default().to_string(),
+                        );
+                    }
+                }
+            }
+            Rec {
+                partition: env["partition"].as_i64().unwrap_or(-1),
+                offset: env["offset"].as_i64().unwrap_or(-1),
+                ts: env["ts"].as_i64().unwrap_or(0),
+                key: env["key"].as_str().unwrap_or_default().to_string(),
+                headers,
+                value: env["payload"]
+                    .as_str()
+                    .and_then(|p| serde_json::from_str(p).ok())
+                    .unwrap_or(Value::Null),
+            }
+        })
+        .collect()
+}
+
+/// Waits until every line in `want` was consumed; returns all records.
+fn wait_for_lines(
+    broker: &str,
+    want: &HashSet<String>,
+    timeout: Duration,
+    agent: &Agent,
+) -> Vec<Rec> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    loop {
+        let recs = consume(broker, "logs");
+        let got: HashSet<&str> = recs.iter().map(Rec::line).collect();
+        let missing: Vec<&String> = want.iter().filter(|l| !got.contains(l.as_str())).collect();
+        if missing.is_empty() {
+            eprintln!(
+                "all {} lines arrived after {:?}",
+                want.len(),
+                started.elapsed()
+            );
+            return recs;
+        }
+        if Instant::now() > deadline {
+            let mut sample: Vec<_> = missing.iter().take(10).collect();
+            sample.sort();
+            panic!(
+                "{} of {} lines never arrived (e.g. {sample:?}); {} records consumed\nagent log:\n{}",
+                missing.len(),
+                want.len(),
+                recs.len(),
+                agent.log_text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn write_config(dir: &Path, broker: &str, files: &str, metrics_ms: u64) -> PathBuf {
+    let path = dir.join("agent.toml");
+    let data = dir.join("agent-data");
+    fs::write(
+        &path,
+        format!(
+            "brokers = \"{broker}\"\nhost = \"testhost\"\ndata_dir = \"{}\"\n\n{files}\n[metrics]\ninterval_ms = {metrics_ms}\n",
+            data.display()
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+fn append(path: &Path, text: &str) {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .expect("append");
+}
+
+fn lines(prefix: &str, range: std::ops::Range<usize>) -> (String, Vec<String>) {
+    let list: Vec<String> = range
+        .map(|i| format!("{prefix}-{i:06} some payload to make the line longer"))
+        .collect();
+    let mut text = list.join("\n");
+    text.push('\n');
+    (text, list)
+}
+
+#[test]
+fn agent_ships_every_line_through_rotation_kill_and_junk() {
+    let test_start = Instant::now();
+    let broker = Broker::start();
+    eprintln!("broker up after {:?}", test_start.elapsed());
+    let addr = broker.addr();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    fs::create_dir_all(&logs).expect("mkdir");
+    let app = logs.join("app.log");
+    let mut want = HashSet::new();
+
+    // Present before the first start, read_from = beginning: shipped.
+    let (text, l) = lines("pre", 0..50);
+    append(&app, &text);
+    want.extend(l);
+    append(&app, "2024-05-01 12:00:00 ERROR the contract line\n");
+    want.insert("2024-05-01 12:00:00 ERROR the contract line".to_string());
+
+    let files = format!(
+        "[[files]]\ninclude = [\"{}/*.log\"]\nread_from = \"beginning\"\n",
+        logs.display()
+    );
+    let config = write_config(dir.path(), &addr, &files, 300);
+    let mut agent = Agent::start(&config);
+    // The agent must have seen app.log before it is rotated out of the glob.
+    wait_for_lines(&addr, &want, Duration::from_secs(60), &agent);
+
+    // Rename rotation: the writer keeps writing to the renamed file for a moment.
+    let (text, l) = lines("rot-a", 0..2000);
+    append(&app, &text);
+    want.extend(l);
+    let mut old = OpenOptions::new().append(true).open(&app).expect("open");
+    fs::rename(&app, logs.join("app.log.1")).expect("rename");
+    let (text, l) = lines("rot-late", 0..20);
+    old.write_all(text.as_bytes()).expect("write old");
+    want.extend(l);
+    let (text, l) = lines("rot-b", 0..2000);
+    append(&app, &text);
+    want.extend(l);
+
+    // Binary junk and a 1 MiB line.
+    append(&logs.join("junk.log"), "junk-start\n");
+    OpenOptions::new()
+        .append(true)
+        .open(logs.join("junk.log"))
+        .and_then(|mut f| f.write_all(&[0xff, 0xfe, 0x00, 0x80, b'\n']))
+        .expect("junk");
+    append(
+        &logs.join("junk.log"),
+        &format!("BIG{}\njunk-end\n", "x".repeat(1024 * 1024)),
+    );
+    want.insert("junk-start".into());
+    want.insert("junk-end".into());
+
+    // A file deleted while tailed, its writer still writing.
+    let del = logs.join("del.log");
+    let mut del_writer = File::create(&del).expect("create");
+    del_writer.write_all(b"del-1\n").expect("write");
+    want.insert("del-1".into());
+    wait_for_lines(&addr, &want, Duration::from_secs(60), &agent);
+    fs::remove_file(&del).expect("delete");
+    del_writer.write_all(b"del-2\n").expect("write");
+    want.insert("del-2".into());
+
+    // copytruncate, after the agent caught up (the copy is outside the glob).
+    let ct = logs.join("ct.log");
+    append(&ct, "ct-1\n");
+    want.insert("ct-1".into());
+    wait_for_lines(&addr, &want, Duration::from_secs(60), &agent);
+    fs::copy(&ct, logs.join("ct.log.1")).expect("copy");
+    OpenOptions::new()
+        .write(true)
+        .open(&ct)
+        .expect("open")
+        .set_len(0)
+        .expect("truncate");
+    std::thread::sleep(Duration::from_millis(200));
+    append(&ct, "ct-2\n");
+    want.insert("ct-2".into());
+
+    // SIGKILL while lines are being written, then restart: nothing lost.
+    let (text, l) = lines("kill-a", 0..3000);
+    append(&app, &text);
+    want.extend(l);
+    agent.kill_9();
+    let (text, l) = lines("kill-b", 0..1000);
+    append(&app, &text);
+    want.extend(l);
+    agent.spawn();
+
+    let recs = wait_for_lines(&addr, &want, Duration::from_secs(90), &agent);
+
+    // The record contract, on the ERROR line.
+    let rec = recs
+        .iter()
+        .find(|r| r.line() == "2024-05-01 12:00:00 ERROR the contract line")
+        .expect("contract line");
+    let source = app.display().to_string();
+    assert_eq!(rec.key, format!("testhost:{source}"));
+    assert_eq!(rec.value["host"], "testhost");
+    assert_eq!(rec.value["source"], source.as_str());
+    assert_eq!(rec.value["level"], "error");
+    assert_eq!(
+        rec.headers.get("host").map(String::as_str),
+        Some("testhost")
+    );
+    assert_eq!(
+        rec.headers.get("source").map(String::as_str),
+        Some(source.as_str())
+    );
+    assert_eq!(rec.headers.get("level").map(String::as_str), Some("error"));
+    let ts = rec.value["ts"].as_str().expect("ts");
+    let kafka_ts = std::time::UNIX_EPOCH
+        + Duration::from_millis(u64::try_from(rec.ts).expect("positive timestamp"));
+    assert_eq!(
+        ts,
+        rill_agent::record::format_ts(kafka_ts),
+        "Kafka timestamp = event time = ts"
+    );
+    assert!(
+        ts.ends_with('Z') && ts.len() == "2024-05-01T12:00:00.123Z".len(),
+        "ts {ts}"
+    );
+
+    // Junk is replaced, not dropped; the 1 MiB line is cut and flagged, not dropped.
+    assert!(
+        recs.iter()
+            .any(|r| r.line() == "\u{fffd}\u{fffd}\u{0}\u{fffd}"),
+        "junk line missing"
+    );
+    let big = recs
+        .iter()
+        .find(|r| r.line().starts_with("BIG"))
+        .expect("1 MiB line shipped");
+    assert_eq!(big.value["truncated"], true);
+    assert!(
+        big.line().len() > 900_000,
+        "big line kept {} bytes",
+        big.line().len()
+    );
+
+    // Order per file: within a partition, lines of one source come in write order.
+    let mut last: HashMap<(i64, String), (i64, String)> = HashMap::new();
+    for r in recs.iter().filter(|r| r.line().starts_with("rot-b")) {
+        let k = (r.partition, r.key.clone());
+        if let Some((off, prev)) = last.get(&k) {
+            assert!(
+                *off < r.offset && prev.as_str() < r.line(),
+                "{} after {}",
+                r.line(),
+                prev
+            );
+        }
+        last.insert(k, (r.offset, r.line().to_string()));
+    }
+
+    // Metrics samples per the contract.
+    let metrics_wait = Instant::now();
+    let deadline = metrics_wait + Duration::from_secs(30);
+    let sample = loop {
+        if let Some(r) = consume(&addr, "metrics").pop() {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no metrics sample\n{}",
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(sample.key, "testhost");
+    for k in ["ts", "host", "cpu", "mem", "load", "disks", "net", "procs"] {
+        assert!(
+            !sample.value[k].is_null(),
+            "metrics sample lacks {k}: {}",
+            sample.value
+        );
+    }
+    assert!(sample.value["agent"]["files_watched"].as_u64().is_some());
+    eprintln!("metrics sample after {:?}", metrics_wait.elapsed());
+
+    let stopping = Instant::now();
+    let status = agent.stop();
+    eprintln!("agent stopped {:?} after SIGTERM", stopping.elapsed());
+    assert!(
+        status.success(),
+        "SIGTERM exit: {status}\n{}",
+        agent.log_text()
+    );
+}
+
+#[test]
+fn agent_waits_out_a_broker_outage_without_loss() {
+    let mut broker = Broker::start();
+    let addr = broker.addr();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = dir.path().join("svc.log");
+    File::create(&app).expect("create");
+    let files = format!(
+        "[[files]]\ninclude = [\"{}\"]\nread_from = \"beginning\"\n",
+        app.display()
+    );
+    let config = write_config(dir.path(), &addr, &files, 0);
+    let agent = Agent::start(&config);
+    let mut want = HashSet::new();
+    let (text, l) = lines("up", 0..500);
+    append(&app, &text);
+    want.extend(l);
+    wait_for_lines(&addr, &want, Duration::from_secs(60), &agent);
+
+    broker.stop();
+    let down = Instant::now();
+    let mut n = 0;
+    while down.elapsed() < Duration::from_secs(30) {
+        let (text, l) = lines("down", n..n + 200);
+        append(&app, &text);
+        want.extend(l);
+        n += 200;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    broker.restart();
+    let (text, l) = lines("back", 0..500);
+    append(&app, &text);
+    want.extend(l);
+    let recs = wait_for_lines(&addr, &want, Duration::from_secs(90), &agent);
+
+    // Order kept: one file, one key, one partition, offsets in write order.
+    let ours: Vec<&Rec> = recs
+        .iter()
+        .filter(|r| r.line().starts_with("down"))
+        .collect();
+    for pair in ours.windows(2) {
+        assert!(pair[0].offset < pair[1].offset || pair[0].partition != pair[1].partition);
+        if pair[0].partition == pair[1].partition && pair[0].line() >= pair[1].line() {
+            panic!("order broken: {} before {}", pair[0].line(), pair[1].line());
+        }
+    }
+}
+
+#[test]
+fn sighup_adds_a_glob_and_many_files_are_tailed() {
+    let broker = Broker::start();
+    let addr = broker.addr();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    fs::create_dir_all(&a).expect("mkdir");
+    fs::create_dir_all(&b).expect("mkdir");
+    let section = |d: &Path| {
+        format!(
+            "[[files]]\ninclude = [\"{}/*.log\"]\nread_from = \"beginning\"\n",
+            d.display()
+        )
+    };
+    let config = write_config(dir.path(), &addr, &section(&a), 0);
+    let mut agent = Agent::start(&config);
+
+    // 1,000 files, created while the agent runs.
+    let mut want = HashSet::new();
+    for i in 0..1000 {
+        let line = format!("many-{i:04}");
+        append(&a.join(format!("f{i:04}.log")), &format!("{line}\n"));
+        want.insert(line);
+    }
+    append(&b.join("later.log"), "b-before-reload\n");
+    wait_for_lines(&addr, &want, Duration::from_secs(120), &agent);
+
+    // SIGHUP with a second section: its existing file is read (read_from = beginning).
+    write_config(
+        dir.path(),
+        &addr,
+        &format!("{}\n{}", section(&a), section(&b)),
+        0,
+    );
+    agent.signal("HUP");
+    want.insert("b-before-reload".into());
+    wait_for_lines(&addr, &want, Duration::from_secs(30), &agent);
+    append(&b.join("later.log"), "b-after-reload\n");
+    want.insert("b-after-reload".into());
+    let recs = wait_for_lines(&addr, &want, Duration::from_secs(30), &agent);
+    assert_eq!(
+        recs.iter()
+            .filter(|r| r.line().starts_with("many-"))
+            .count(),
+        1000,
+        "each of the 1,000 lines exactly once"
+    );
+
+    // A broken config on SIGHUP is reported and the running config kept.
+    fs::write(&config, "brokers = 12\n").expect("write");
+    agent.signal("HUP");
+    append(&b.join("later.log"), "b-after-bad-reload\n");
+    want.insert("b-after-bad-reload".into());
+    wait_for_lines(&addr, &want, Duration::from_secs(30), &agent);
+    assert!(agent.stop().success());
+    assert!(
+        agent.log_text().contains("reload failed"),
+        "{}",
+        agent.log_text()
+    );
+}
+
+#[test]
+fn check_config_validates_and_names_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    fs::create_dir_all(&logs).expect("mkdir");
+    append(&logs.join("x.log"), "x\n");
+    append(&logs.join("y.log.gz"), "y\n");
+    let good = dir.path().join("good.toml");
+    fs::write(
+        &good,
+        format!(
+            "brokers = \"127.0.0.1:9\"\ndata_dir = \"d\"\n[[files]]\ninclude = [\"{}/*\"]\nexclude = [\"*.gz\"]\n",
+            logs.display()
+        ),
+    )
+    .expect("write");
+    let out = Command::new(agent_bin())
+        .arg("--check-config")
+        .arg(&good)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("x.log") && !stdout.contains("y.log.gz"),
+        "{stdout}"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    fs::write(
+        &bad,
+        "brokers = \"127.0.0.1:9\"\ndata_dir = \"d\"\n\n[metrics]\ninterval_ms = -5\n",
+    )
+    .expect("write");
+    let out = Command::new(agent_bin())
+        .arg("--check-config")
+        .arg(&bad)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("{}:5:", bad.display())) && stderr.contains("metrics.interval_ms"),
+        "{stderr}"
+    );
+    // The same check guards a normal start.
+    let out = Command::new(agent_bin())
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+}
