@@ -310,3 +310,54 @@ impl Coordinator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(retention_ms: i64) -> GroupSettings {
+        GroupSettings {
+            offsets_retention_ms: retention_ms,
+            ..GroupSettings::default()
+        }
+    }
+
+    fn committed(commit_ms: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset: 1,
+            metadata: String::new(),
+            commit_ms,
+        }
+    }
+
+    #[test]
+    fn offsets_of_deleted_topics_and_long_empty_groups_are_cleaned_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let coordinator = Coordinator::open(dir.path(), &settings(1000)).expect("open");
+        coordinator
+            .commit("old", &[("t".into(), 0, committed(0))])
+            .expect("commit");
+        coordinator
+            .commit(
+                "fresh",
+                &[
+                    ("t".into(), 0, committed(5000)),
+                    ("gone".into(), 0, committed(5000)),
+                ],
+            )
+            .expect("commit");
+        coordinator.topic_deleted("gone");
+        assert_eq!(coordinator.committed_all("fresh").len(), 1);
+        coordinator.expire_offsets(5500);
+        assert!(
+            coordinator.committed_all("old").is_empty(),
+            "past retention"
+        );
+        assert_eq!(
+            coordinator.committed_all("fresh").len(),
+            1,
+            "within retention"
+        );
+        assert_eq!(coordinator.list().len(), 1);
+    }
+}

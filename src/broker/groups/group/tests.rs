@@ -206,3 +206,31 @@ fn a_restarted_static_member_keeps_its_assignment_without_a_rebalance() {
         Err(ResponseError::FencedInstanceId)
     );
 }
+
+#[test]
+fn a_member_that_vanishes_mid_rebalance_is_dropped_at_the_deadline() {
+    let t0 = Instant::now();
+    let mut group = Group::new("g");
+    let (a, mut rx_a) = join(&mut group, t0);
+    let (b, mut rx_b) = join(&mut group, t0);
+    group.tick(&limits(), t0 + Duration::from_millis(150));
+    rx_a.try_recv().expect("a");
+    rx_b.try_recv().expect("b");
+    // A third member joins: a rebalance starts; `a` rejoins, `b` has vanished.
+    let (_c, mut rx_c) = join(&mut group, t0 + Duration::from_secs(1));
+    let mut rx_a = waiting(group.join(request(&a, None), &limits(), t0 + Duration::from_secs(1)));
+    group.tick(&limits(), t0 + Duration::from_secs(2));
+    assert!(
+        rx_a.try_recv().is_err(),
+        "waits for b until the rebalance timeout"
+    );
+    // The rebalance timeout (30 s) passes: b is dropped, the others get generation 2.
+    group.tick(&limits(), t0 + Duration::from_secs(32));
+    let joined = rx_a.try_recv().expect("a completes without b");
+    assert_eq!(joined.generation, 2);
+    assert!(rx_c.try_recv().is_ok());
+    assert_eq!(
+        group.heartbeat(&b, None, 1, t0 + Duration::from_secs(32)),
+        Err(ResponseError::UnknownMemberId)
+    );
+}
