@@ -64,8 +64,20 @@ impl Broker {
             child: None,
             starts: 0,
         };
-        broker.spawn();
-        broker
+        // free_port() only says the port was free a moment ago: another test may take it
+        // before this broker binds it. Then this broker exits with "already in use"; pick
+        // another port and try again.
+        for _ in 0..5 {
+            match broker.try_spawn() {
+                Ok(()) => return broker,
+                Err(log) if log.contains("already in use") => broker.port = free_port(),
+                Err(log) => panic!("rill broker exited during start-up\n{log}"),
+            }
+        }
+        panic!(
+            "no free port for the broker after 5 tries\n{}",
+            broker.log_excerpt()
+        );
     }
 
     pub fn port(&self) -> u16 {
@@ -111,6 +123,13 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("rill broker exited during start-up\n{log}");
+        }
+    }
+
+    /// Starts the process and waits until it is ready; Err(log excerpt) if it exited.
+    fn try_spawn(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "broker already running");
         let log = OpenOptions::new()
             .create(true)
@@ -142,23 +161,31 @@ impl Broker {
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone log handle"))
         .stderr(log);
+        let log_start = self.log_len() as usize;
         let child = cmd.spawn().expect("spawn rill broker");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready(log_start)
     }
 
-    fn wait_ready(&mut self) {
+    /// Ready means this process logged that it listens on our address (a successful connect
+    /// alone could reach another test's process on a reused port) and accepts connections.
+    fn wait_ready(&mut self, log_start: usize) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
+        let listening = format!("listening on {},", self.addr());
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
                 self.child = None;
-                panic!(
-                    "rill broker exited during start-up with {status}\n{}",
-                    self.log_excerpt()
-                );
+                return Err(format!("exit status {status}\n{}", self.log_excerpt()));
             }
-            if TcpStream::connect_timeout(&self.socket_addr(), Duration::from_millis(200)).is_ok() {
-                return;
+            let logged = self
+                .log()
+                .get(log_start..)
+                .is_some_and(|since| since.contains(&listening));
+            if logged
+                && TcpStream::connect_timeout(&self.socket_addr(), Duration::from_millis(200))
+                    .is_ok()
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 panic!(
