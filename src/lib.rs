@@ -4,3 +4,4 @@ pub mod broker;
 pub mod client;
 pub mod config;
 pub mod lag;
+pub mod search;

@@ -25,6 +25,8 @@ enum Command {
     /// List consumer groups and show their lag on rill or any Kafka cluster (never joins them)
     #[command(subcommand)]
     Groups(cli::groups::GroupsCommand),
+    /// Search the aggregated logs by regex, time, host, source and level, merged in time order
+    Search(cli::search::SearchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,6 +36,7 @@ fn main() -> std::process::ExitCode {
         Command::Broker(args) => cli::broker::run(args),
         Command::Topics(command) => cli::topics::run(command),
         Command::Groups(command) => cli::groups::run(command),
+        Command::Search(args) => cli::search::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

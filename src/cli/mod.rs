@@ -2,4 +2,5 @@
 pub mod broker;
 pub mod groups;
 pub mod logging;
+pub mod search;
 pub mod topics;

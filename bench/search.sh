@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# The `rill search` benchmark (issue 6): one command, run from anywhere in the repo.
+#
+#   bench/search.sh [--records N] [--runs N] [--regex RE] [--no-build] [--keep]
+#
+# It builds a release rill, starts a release broker on a free loopback port, creates topic
+# `logs` (3 partitions) and produces RECORDS contract-shaped records (about 117 B each, so
+# 600,000 records are about 70 MB) with kcat (lz4), the newest 10% a moment after the rest.
+# The same lines go to a flat file. Then, RUNS times each, side by side:
+#   rill search REGEX --count                 vs  grep -cE REGEX FILE
+#   rill search REGEX --count --since T10     (T10: the time the newest 10% start)
+# and prints the medians, the counts (which must agree) and the ratios against the targets
+# (within 1.5x of grep; with --since, within 0.3x of grep).
+#
+# Environment: RECORDS, RUNS, REGEX; BENCH_TMPDIR picks where the data goes.
+# Exit status is non-zero only when something failed (build, broker, a count that differs
+# from grep's); missed targets are printed as MISSED.
+set -euo pipefail
+
+RECORDS=${RECORDS:-600000}
+RUNS=${RUNS:-3}
+REGEX=${REGEX:-'time(d )?out|refused'}
+BUILD=1
+KEEP=0
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+die() { echo "search.sh: error: $*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --records) RECORDS=${2:?--records needs a value}; shift 2 ;;
+        --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
+        --regex) REGEX=${2:?--regex needs a value}; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --keep) KEEP=1; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+[[ "$RECORDS" =~ ^[1-9][0-9]*$ ]] || die "RECORDS must be a positive integer, got '$RECORDS'"
+[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, got '$RUNS'"
+command -v kcat >/dev/null || die "kcat is not on PATH (Debian package kcat)"
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+RILL="$TARGET_DIR/release/rill"
+WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/rill-search-bench.XXXXXX")
+BROKER_LOG="$WORK/broker.log"
+BROKER_PID=""
+
+cleanup() {
+    local status=$?
+    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
+        kill -TERM "$BROKER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$BROKER_PID" 2>/dev/null || true
+    fi
+    if [ "$status" -ne 0 ] && [ -s "$BROKER_LOG" ]; then
+        echo "--- last lines of the broker log ($BROKER_LOG) ---" >&2
+        tail -n 30 "$BROKER_LOG" >&2
+    fi
+    if [ "$KEEP" = 1 ] || [ "$status" -ne 0 ]; then
+        echo "kept $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+log() { echo "== $*" >&2; }
+
+if [ "$BUILD" = 1 ]; then
+    log "building rill (release)"
+    cargo build --release -p rill
+fi
+[ -x "$RILL" ] || die "$RILL is missing (build it, or drop --no-build)"
+
+# --- broker -------------------------------------------------------------------------------
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+PORT=""
+for _ in $(seq 100); do
+    candidate=$((20000 + RANDOM % 30000))
+    if ! port_in_use "$candidate"; then PORT=$candidate; break; fi
+done
+[ -n "$PORT" ] || die "found no free port"
+BROKERS="127.0.0.1:$PORT"
+mkdir -p "$WORK/data"
+"$RILL" broker --listen "$BROKERS" --data-dir "$WORK/data" >"$BROKER_LOG" 2>&1 &
+BROKER_PID=$!
+for _ in $(seq 300); do
+    kill -0 "$BROKER_PID" 2>/dev/null || die "the broker exited during start-up"
+    port_in_use "$PORT" && break
+    sleep 0.1
+done
+port_in_use "$PORT" || die "the broker did not accept connections on $BROKERS within 30 s"
+log "broker pid $BROKER_PID on $BROKERS"
+"$RILL" topics create logs --partitions 3 --brokers "$BROKERS" >/dev/null
+
+# --- data: KEY<TAB>VALUE for kcat, and the bare lines for grep -----------------------------
+# Deterministic; about 117 B per value. ts is the time the data was generated (search filters
+# on the Kafka timestamp, which kcat sets at produce time).
+gen() { # FIRST COUNT
+    awk -v first="$1" -v count="$2" -v ts="$(date -u +%Y-%m-%dT%H:%M:%S.000Z)" \
+        -v lines="$WORK/lines.txt" 'BEGIN {
+        split("GET /api/v1/users 200,POST /api/v1/orders 201,connection timeout to db,upstream timed out while reading,connection refused by 10.0.0.7,cache miss for session,user login ok,disk usage at 81 percent,GET /static/app.js 304,job finished in 120 ms", msg, ",")
+        split("error,warn,info,info,debug", lvl, ",")
+        for (i = first; i < first + count; i++) {
+            host = "web" (i % 8 + 1); src = "/var/log/app" (i % 4) ".log"
+            line = sprintf("%s id=%07d req=%08x", msg[(i * 7 + int(i / 13)) % 10 + 1], i, i * 2654435761 % 4294967296)
+            printf "%s:%s\t{\"ts\":\"%s\",\"host\":\"%s\",\"source\":\"%s\",\"line\":\"%s\",\"level\":\"%s\"}\n", host, src, ts, host, src, line, lvl[i % 5 + 1]
+            print line >> lines
+        }
+    }'
+}
+produce() { # FIRST COUNT
+    gen "$1" "$2" | kcat -P -b "$BROKERS" -t logs -K $'\t' -z lz4 -X linger.ms=50 \
+        -X batch.num.messages=10000 -X queue.buffering.max.messages=1000000
+}
+OLD=$((RECORDS * 9 / 10))
+NEW=$((RECORDS - OLD))
+: >"$WORK/lines.txt"
+log "producing $OLD records, then the newest $NEW"
+t0=$(date +%s.%N)
+produce 0 "$OLD"
+sleep 1.5
+SINCE=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
+sleep 0.5
+produce "$OLD" "$NEW"
+t1=$(date +%s.%N)
+BYTES=$(du -sb "$WORK/data/topics" | cut -f1)
+awk -v a="$t0" -v b="$t1" -v n="$RECORDS" -v d="$BYTES" 'BEGIN {
+    printf "== produced %d records in %.1f s; %.1f MB on disk\n", n, b - a, d / 1e6 }' >&2
+
+# --- measure ------------------------------------------------------------------------------
+elapsed() { # COMMAND... -> "SECONDS OUTPUT" on stdout
+    local a b out
+    a=$(date +%s.%N)
+    out=$("$@")
+    b=$(date +%s.%N)
+    awk -v a="$a" -v b="$b" -v o="$out" 'BEGIN { printf "%.3f %s\n", b - a, o }'
+}
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+: >"$WORK/grep.txt" ; : >"$WORK/rill.txt" ; : >"$WORK/since.txt"
+for run in $(seq "$RUNS"); do
+    log "run $run/$RUNS"
+    elapsed grep -cE "$REGEX" "$WORK/lines.txt" >>"$WORK/grep.txt"
+    elapsed "$RILL" search "$REGEX" --count --brokers "$BROKERS" >>"$WORK/rill.txt"
+    elapsed "$RILL" search "$REGEX" --count --since "$SINCE" --brokers "$BROKERS" >>"$WORK/since.txt"
+done
+GREP_COUNT=$(awk 'NR == 1 { print $2 }' "$WORK/grep.txt")
+RILL_COUNT=$(awk 'NR == 1 { print $2 }' "$WORK/rill.txt")
+SINCE_COUNT=$(awk 'NR == 1 { print $2 }' "$WORK/since.txt")
+SINCE_EXPECT=$(tail -n "$NEW" "$WORK/lines.txt" | grep -cE "$REGEX" || true)
+GREP_S=$(cut -d' ' -f1 "$WORK/grep.txt" | median)
+RILL_S=$(cut -d' ' -f1 "$WORK/rill.txt" | median)
+SINCE_S=$(cut -d' ' -f1 "$WORK/since.txt" | median)
+FILE_MB=$(du -b "$WORK/lines.txt" | awk '{ printf "%.1f", $1 / 1e6 }')
+
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r <= t ? "ok" : "MISSED") }'; }
+R1=$(awk -v a="$RILL_S" -v b="$GREP_S" 'BEGIN { printf "%.2f", a / b }')
+R2=$(awk -v a="$SINCE_S" -v b="$GREP_S" 'BEGIN { printf "%.2f", a / b }')
+cat <<EOT
+
+## Search benchmark
+
+Command: \`RECORDS=$RECORDS RUNS=$RUNS bench/search.sh\`, regex \`$REGEX\`
+Machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr)
+Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')
+Data: $RECORDS records in topic logs (3 partitions, lz4), $(awk -v d="$BYTES" 'BEGIN { printf "%.1f", d / 1e6 }') MB on disk; the same lines in a $FILE_MB MB flat file
+
+| measurement (median of $RUNS) | seconds | count | vs grep | target |
+|---|---:|---:|---:|---:|
+| \`grep -cE\` over the flat file | $GREP_S | $GREP_COUNT | 1.00 | |
+| \`rill search --count\` | $RILL_S | $RILL_COUNT | ${R1}x | ≤ 1.5x $(verdict "$R1" 1.5) |
+| \`rill search --count --since\` (newest 10%) | $SINCE_S | $SINCE_COUNT | ${R2}x | ≤ 0.3x $(verdict "$R2" 0.3) |
+EOT
+[ "$RILL_COUNT" = "$GREP_COUNT" ] || die "rill search counted $RILL_COUNT, grep $GREP_COUNT"
+[ "$SINCE_COUNT" = "$SINCE_EXPECT" ] || die "rill search --since counted $SINCE_COUNT, grep over the newest $NEW lines $SINCE_EXPECT"
