@@ -20,7 +20,7 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a stop waits for the broker to acknowledge what is in flight.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Batches of lines buffered between the tailer and the publisher.
-const LINE_CHANNEL_BATCHES: usize = 16;
+const LINE_CHANNEL_BATCHES: usize = 2;
 
 /// What the process was told to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

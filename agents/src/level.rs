@@ -5,6 +5,10 @@
 //! string; logfmt `level=`; a level word among the first few words (`ERROR`, `[WARN]`,
 //! `2024-05-01 12:00:00 INFO ...`).
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+
 use crate::record::Level;
 
 /// Only the head of a line is searched: levels sit at the start, and long lines must not
@@ -34,10 +38,18 @@ fn syslog(head: &[u8]) -> Option<Level> {
 }
 
 fn json_or_logfmt(head: &[u8]) -> Option<Level> {
-    const KEYS: [&[u8]; 3] = [b"level", b"lvl", b"severity"];
-    for key in KEYS {
+    // Built once: building a searcher costs more than searching a short line.
+    static FINDERS: LazyLock<[Finder<'static>; 3]> = LazyLock::new(|| {
+        [
+            Finder::new(b"level"),
+            Finder::new(b"lvl"),
+            Finder::new(b"severity"),
+        ]
+    });
+    for finder in FINDERS.iter() {
+        let key = finder.needle();
         let mut from = 0;
-        while let Some(i) = memchr::memmem::find(&head[from..], key) {
+        while let Some(i) = finder.find(&head[from..]) {
             let at = from + i;
             from = at + key.len();
             let before = at.checked_sub(1).map(|p| head[p]);
@@ -102,8 +114,12 @@ fn take_word(s: &[u8]) -> &[u8] {
 }
 
 fn word_level(w: &[u8]) -> Option<Level> {
-    let lower = w.to_ascii_lowercase();
-    Some(match lower.as_slice() {
+    // The longest level word is 11 bytes; lower-case on the stack, not the heap.
+    let mut buf = [0u8; 11];
+    let lower = buf.get_mut(..w.len())?;
+    lower.copy_from_slice(w);
+    lower.make_ascii_lowercase();
+    Some(match &*lower {
         b"error" | b"err" | b"fatal" | b"crit" | b"critical" | b"alert" | b"emerg"
         | b"emergency" | b"panic" | b"severe" => Level::Error,
         b"warn" | b"warning" => Level::Warn,

@@ -6,6 +6,7 @@
 //! line per run on stdout, so the scripts can collect results without scraping human-readable
 //! text.
 
+mod agent;
 mod commits;
 mod common;
 mod consume;
@@ -41,6 +42,9 @@ enum Command {
     Commits(commits::Args),
     /// Summarise the JSON lines of several runs (medians) as a Markdown table against targets.
     Report(report::Args),
+    /// rill-agent benchmark drivers (bench/agent.sh): throughput, latency, idle, report.
+    #[command(subcommand)]
+    Agent(agent::Command),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         Command::Rebalance(args) => rebalance::run(&args),
         Command::Commits(args) => commits::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::Agent(cmd) => agent::run(&cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
