@@ -23,6 +23,8 @@
 # Exit status is non-zero only when something failed (build, start-up, lines not arriving);
 # missed targets are printed as MISSED.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 RUNS=${RUNS:-3}
 BYTES=${BYTES:-1000000000}
@@ -32,14 +34,7 @@ RATE=${RATE:-200}
 BUILD=1
 KEEP=0
 
-usage() {
-    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-}
 
-die() {
-    echo "agent.sh: error: $*" >&2
-    exit 1
-}
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -55,7 +50,6 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-is_count() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
 for v in RUNS BYTES IDLE_SECS LATENCY_SECS RATE; do
     is_count "${!v}" || die "$v must be a positive integer, got '${!v}'"
 done
@@ -74,38 +68,12 @@ BROKER_PID=""
 AGENT_PID=""
 AGENT_LOG=""
 
-stop_pid() {
-    local pid=$1
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-}
 
-cleanup() {
-    local status=$?
-    stop_pid "$AGENT_PID"
-    stop_pid "$BROKER_PID"
-    if [ "$status" -ne 0 ]; then
-        for f in "$AGENT_LOG" "$BROKER_LOG"; do
-            if [ -n "$f" ] && [ -s "$f" ]; then
-                echo "--- last lines of $f ---" >&2
-                tail -n 20 "$f" >&2
-            fi
-        done
-    fi
-    if [ "$KEEP" = 1 ] || [ "$status" -ne 0 ]; then
-        echo "kept $WORK (data, logs, results)" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
+CLEANUP_PIDS=(AGENT_PID BROKER_PID)
+CLEANUP_LOGS=(AGENT_LOG BROKER_LOG)
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { echo "== $*" >&2; }
 
 # --- build ------------------------------------------------------------------------------------
 if [ "$BUILD" = 1 ]; then
@@ -117,7 +85,6 @@ for b in "$RILL" "$AGENT" "$BENCH"; do
 done
 
 # --- broker -----------------------------------------------------------------------------------
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 PORT=""
 for _ in $(seq 100); do
     candidate=$((20000 + RANDOM % 30000))

@@ -18,6 +18,8 @@
 # missed targets are printed as MISSED, because a benchmark that "fails" on a noisy machine
 # would teach people to ignore it.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 RECORDS=${RECORDS:-1000000}
 RECORD_BYTES=${RECORD_BYTES:-100}
@@ -28,14 +30,7 @@ AGAINST=${AGAINST:-}
 BUILD=1
 KEEP=0
 
-usage() {
-    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-}
 
-die() {
-    echo "broker.sh: error: $*" >&2
-    exit 1
-}
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -52,7 +47,6 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-is_count() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
 is_count "$RECORDS" || die "RECORDS must be a positive integer, got '$RECORDS'"
 is_count "$RECORD_BYTES" || die "RECORD_BYTES must be a positive integer, got '$RECORD_BYTES'"
 is_count "$RUNS" || die "RUNS must be a positive integer, got '$RUNS'"
@@ -77,27 +71,11 @@ RESULTS="$WORK/results.jsonl"
 BROKER_LOG="$WORK/broker.log"
 BROKER_PID=""
 
-cleanup() {
-    local status=$?
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BROKER_PID" 2>/dev/null || true
-    fi
-    if [ "$status" -ne 0 ] && [ -s "$BROKER_LOG" ]; then
-        echo "--- last lines of the broker log ($BROKER_LOG) ---" >&2
-        tail -n 30 "$BROKER_LOG" >&2
-    fi
-    if [ "$KEEP" = 1 ] || [ "$status" -ne 0 ]; then
-        echo "kept $WORK (data, broker log, results)" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
+CLEANUP_PIDS=(BROKER_PID)
+CLEANUP_LOGS=(BROKER_LOG)
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { echo "== $*" >&2; }
 
 # --- 1. build -------------------------------------------------------------------------------
 if [ "$BUILD" = 1 ]; then
@@ -133,7 +111,6 @@ DISK_MBPS=$(echo "$DD_OUT" | tail -n 1 | awk -F', ' '{
 log "disk: $DISK_MBPS MB/s"
 
 # --- 3. broker --------------------------------------------------------------------------------
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 PID_ARGS=()
 if [ -n "$AGAINST" ]; then

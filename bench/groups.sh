@@ -21,6 +21,8 @@
 # settled or split unevenly, a commit that was refused or lost); missed targets are printed as
 # MISSED.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 RUNS=${RUNS:-10}
 DELAYS=${DELAYS:-3000,0}
@@ -33,14 +35,7 @@ COMMIT_RUNS=${COMMIT_RUNS:-3}
 BUILD=1
 KEEP=0
 
-usage() {
-    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-}
 
-die() {
-    echo "groups.sh: error: $*" >&2
-    exit 1
-}
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -57,7 +52,6 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-is_count() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
 is_count "$RUNS" || die "RUNS must be a positive integer, got '$RUNS'"
 is_count "$MEMBERS" || die "MEMBERS must be a positive integer, got '$MEMBERS'"
 is_count "$PARTITIONS" || die "PARTITIONS must be a positive integer, got '$PARTITIONS'"
@@ -110,27 +104,11 @@ stop_broker() {
     [ "$code" = 0 ] || die "the broker exited with status $code after SIGTERM (log: $BROKER_LOG)"
 }
 
-cleanup() {
-    local status=$?
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BROKER_PID" 2>/dev/null || true
-    fi
-    if [ "$status" -ne 0 ] && [ -n "$BROKER_LOG" ] && [ -s "$BROKER_LOG" ]; then
-        echo "--- last lines of the broker log ($BROKER_LOG) ---" >&2
-        tail -n 30 "$BROKER_LOG" >&2
-    fi
-    if [ "$KEEP" = 1 ] || [ "$status" -ne 0 ]; then
-        echo "kept $WORK (data, broker logs, results)" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
+CLEANUP_PIDS=(BROKER_PID)
+CLEANUP_LOGS=(BROKER_LOG)
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { echo "== $*" >&2; }
 
 # --- 1. build -------------------------------------------------------------------------------
 if [ "$BUILD" = 1 ]; then
@@ -141,7 +119,6 @@ fi
 [ -x "$RILL" ] || die "$RILL is missing (build it, or drop --no-build)"
 
 # --- 2. one broker per initial rebalance delay ------------------------------------------------
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # start_broker DELAY_MS: a fresh data dir and a config file with that delay, on a free port.
 start_broker() {

@@ -16,6 +16,8 @@
 # Exit status is non-zero only when something failed (build, broker, a count that differs
 # from grep's); missed targets are printed as MISSED.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 RECORDS=${RECORDS:-600000}
 RUNS=${RUNS:-3}
@@ -23,8 +25,6 @@ REGEX=${REGEX:-'time(d )?out|refused'}
 BUILD=1
 KEEP=0
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
-die() { echo "search.sh: error: $*" >&2; exit 1; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -49,26 +49,10 @@ WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/rill-search-bench.XXXXXX")
 BROKER_LOG="$WORK/broker.log"
 BROKER_PID=""
 
-cleanup() {
-    local status=$?
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BROKER_PID" 2>/dev/null || true
-    fi
-    if [ "$status" -ne 0 ] && [ -s "$BROKER_LOG" ]; then
-        echo "--- last lines of the broker log ($BROKER_LOG) ---" >&2
-        tail -n 30 "$BROKER_LOG" >&2
-    fi
-    if [ "$KEEP" = 1 ] || [ "$status" -ne 0 ]; then
-        echo "kept $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
+CLEANUP_PIDS=(BROKER_PID)
+CLEANUP_LOGS=(BROKER_LOG)
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
-log() { echo "== $*" >&2; }
 
 if [ "$BUILD" = 1 ]; then
     log "building rill (release)"
@@ -77,7 +61,6 @@ fi
 [ -x "$RILL" ] || die "$RILL is missing (build it, or drop --no-build)"
 
 # --- broker -------------------------------------------------------------------------------
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 PORT=""
 for _ in $(seq 100); do
     candidate=$((20000 + RANDOM % 30000))

@@ -1,0 +1,50 @@
+# Shared helpers of the bench/*.sh scripts; sourced, not run. A script sets WORK (its scratch
+# dir), KEEP (1 keeps WORK), and lists in CLEANUP_PIDS / CLEANUP_LOGS the *names* of the
+# variables holding the processes to stop and the logs to show if it fails; then it installs
+# `trap bench_cleanup EXIT`.
+
+# Prints the script's header comment (everything from line 2 up to `set -euo pipefail`).
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+
+die() {
+    echo "$(basename "$0"): error: $*" >&2
+    exit 1
+}
+
+is_count() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
+
+log() { echo "== $*" >&2; }
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# SIGTERM, then SIGKILL if the process has not gone within 15 s.
+stop_pid() {
+    local pid=$1
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
+}
+
+# The EXIT trap: stops what still runs, shows the logs' last lines on failure, and removes
+# WORK unless asked to keep it (or the run failed, so its data can be looked at).
+bench_cleanup() {
+    local status=$? name
+    for name in "${CLEANUP_PIDS[@]}"; do stop_pid "${!name:-}"; done
+    if [ "$status" -ne 0 ]; then
+        for name in "${CLEANUP_LOGS[@]}"; do
+            local file=${!name:-}
+            if [ -n "$file" ] && [ -s "$file" ]; then
+                echo "--- last lines of $file ---" >&2
+                tail -n 30 "$file" >&2
+            fi
+        done
+    fi
+    if [ "${KEEP:-0}" = 1 ] || [ "$status" -ne 0 ]; then
+        echo "kept $WORK (data, logs, results)" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
