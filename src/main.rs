@@ -1,6 +1,6 @@
 //! The `rill` command line: parse, set up logging, and hand over to the library.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cli;
 
@@ -27,6 +27,11 @@ enum Command {
     Groups(cli::groups::GroupsCommand),
     /// Search the aggregated logs by regex, time, host, source and level, merged in time order
     Search(cli::search::SearchArgs),
+    /// Print a shell completion script (e.g. `rill completions bash > ~/.local/share/bash-completion/completions/rill`)
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +42,10 @@ fn main() -> std::process::ExitCode {
         Command::Topics(command) => cli::topics::run(command),
         Command::Groups(command) => cli::groups::run(command),
         Command::Search(args) => cli::search::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "rill", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
