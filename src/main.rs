@@ -27,7 +27,7 @@ enum Command {
     Groups(cli::groups::GroupsCommand),
     /// Search the aggregated logs by regex, time, host, source and level, merged in time order
     Search(cli::search::SearchArgs),
-    /// Print a shell completion script (e.g. `rill completions bash > ~/.local/share/bash-completion/completions/rill`)
+    /// Print a shell completion script: rill completions bash > /etc/bash_completion.d/rill
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
