@@ -50,11 +50,18 @@ type Key = (String, String, i32);
 
 struct Inner {
     file: File,
+    /// Bytes in the file: where a failed append is cut back to.
+    len: u64,
     offsets: HashMap<Key, CommittedOffset>,
     dirty: bool,
     /// Entries in the file; compaction happens when this far exceeds the live keys.
     entries: usize,
+    /// How many stale entries may pile up before the log is compacted.
+    compact_slack: usize,
 }
+
+/// Stale entries tolerated before compaction (on top of 4x the live keys).
+const COMPACT_SLACK: usize = 100_000;
 
 pub struct OffsetStore {
     path: PathBuf,
@@ -118,23 +125,26 @@ impl OffsetStore {
                 None => offsets.remove(&key),
             };
         }
-        let file = Self::rewrite(&path, &offsets)?;
+        let (file, len) = Self::rewrite(&path, &offsets)?;
         Ok(OffsetStore {
             path,
             inner: Mutex::new(Inner {
                 file,
+                len,
                 entries: offsets.len(),
                 offsets,
                 dirty: false,
+                compact_slack: COMPACT_SLACK,
             }),
         })
     }
 
-    /// Writes the live offsets to a fresh file, fsyncs it and renames it over the log.
+    /// Writes the live offsets to a fresh file, fsyncs it and renames it over the log; returns
+    /// the file opened for appending and its length.
     fn rewrite(
         path: &Path,
         offsets: &HashMap<Key, CommittedOffset>,
-    ) -> Result<File, OffsetStoreError> {
+    ) -> Result<(File, u64), OffsetStoreError> {
         let io = |op| {
             let path = path.to_path_buf();
             move |source| OffsetStoreError::Io { op, path, source }
@@ -142,6 +152,7 @@ impl OffsetStore {
         let tmp = path.with_extension("log.compacting");
         let mut out = BufWriter::new(File::create(&tmp).map_err(io("create compacted log"))?);
         let mut buf = Vec::new();
+        let mut len = 0u64;
         for ((group, topic, partition), committed) in offsets {
             buf.clear();
             let entry = Entry {
@@ -152,6 +163,7 @@ impl OffsetStore {
             };
             frame(&entry, &mut buf);
             out.write_all(&buf).map_err(io("write compacted log"))?;
+            len += buf.len() as u64;
         }
         let file = out
             .into_inner()
@@ -164,33 +176,43 @@ impl OffsetStore {
                 let _ = dir.sync_all();
             }
         }
-        OpenOptions::new()
+        let file = OpenOptions::new()
             .append(true)
             .open(path)
-            .map_err(io("open"))
+            .map_err(io("open"))?;
+        Ok((file, len))
     }
 
-    fn append(&self, inner: &mut Inner, entries: &[Entry]) -> Result<(), OffsetStoreError> {
+    /// Writes entries to the log, then applies them to the index, then compacts if due, in
+    /// that order: compaction rewrites the index, so it must already hold these entries.
+    fn record(&self, inner: &mut Inner, entries: Vec<Entry>) -> Result<(), OffsetStoreError> {
         let mut buf = Vec::new();
-        for entry in entries {
+        for entry in &entries {
             frame(entry, &mut buf);
         }
-        let before = inner.file.metadata().map(|m| m.len()).ok();
         if let Err(source) = inner.file.write_all(&buf) {
             // Cut a partial write back so the log stays replayable (e.g. on a full disk).
-            if let Some(len) = before {
-                let _ = inner.file.set_len(len);
-            }
+            let _ = inner.file.set_len(inner.len);
             return Err(OffsetStoreError::Io {
                 op: "append",
                 path: self.path.clone(),
                 source,
             });
         }
+        inner.len += buf.len() as u64;
         inner.dirty = true;
         inner.entries += entries.len();
-        if inner.entries > 4 * inner.offsets.len() + 100_000 {
-            inner.file = Self::rewrite(&self.path, &inner.offsets)?;
+        for entry in entries {
+            let key = (entry.group, entry.topic, entry.partition);
+            match entry.committed {
+                Some(committed) => inner.offsets.insert(key, committed),
+                None => inner.offsets.remove(&key),
+            };
+        }
+        if inner.entries > 4 * inner.offsets.len() + inner.compact_slack {
+            let (file, len) = Self::rewrite(&self.path, &inner.offsets)?;
+            inner.file = file;
+            inner.len = len;
             inner.entries = inner.offsets.len();
             inner.dirty = false;
         }
@@ -213,14 +235,7 @@ impl OffsetStore {
             })
             .collect();
         let mut inner = self.inner.lock();
-        self.append(&mut inner, &entries)?;
-        for (topic, partition, committed) in commits {
-            inner.offsets.insert(
-                (group.to_string(), topic.clone(), *partition),
-                committed.clone(),
-            );
-        }
-        Ok(())
+        self.record(&mut inner, entries)
     }
 
     pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<CommittedOffset> {
@@ -276,19 +291,17 @@ impl OffsetStore {
             return Ok(0);
         }
         let entries: Vec<Entry> = keys
-            .iter()
+            .into_iter()
             .map(|(group, topic, partition)| Entry {
-                group: group.clone(),
-                topic: topic.clone(),
-                partition: *partition,
+                group,
+                topic,
+                partition,
                 committed: None,
             })
             .collect();
-        self.append(&mut inner, &entries)?;
-        for key in &keys {
-            inner.offsets.remove(key);
-        }
-        Ok(keys.len())
+        let count = entries.len();
+        self.record(&mut inner, entries)?;
+        Ok(count)
     }
 
     /// fsync, if anything was appended since the last one (the flush policy calls this).
@@ -360,6 +373,29 @@ mod tests {
             vec!["g".to_string()]
         );
         assert_eq!(store.for_group("g").len(), 1);
+    }
+
+    #[test]
+    fn compaction_keeps_the_commit_and_the_deletion_that_trigger_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = OffsetStore::open(dir.path()).expect("open");
+            store.inner.lock().compact_slack = 0;
+            // Every append now compacts: the entries that triggered it must be in the result.
+            store
+                .commit("g", &[("t".into(), 0, committed(1))])
+                .expect("commit");
+            store
+                .commit("g", &[("t".into(), 0, committed(2))])
+                .expect("commit");
+            store
+                .commit("h", &[("t".into(), 1, committed(3))])
+                .expect("commit");
+            store.delete_group("h").expect("delete");
+        }
+        let store = OffsetStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.get("g", "t", 0), Some(committed(2)));
+        assert_eq!(store.get("h", "t", 1), None);
     }
 
     #[test]
