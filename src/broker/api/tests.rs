@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -13,13 +12,12 @@ use kafka_protocol::messages::{
     ProduceRequest, ProduceResponse, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use kafka_protocol::ResponseError;
 use proptest::prelude::*;
 
 use super::Reply;
+use crate::broker::log::test_batches;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 
@@ -71,39 +69,12 @@ fn response<R: Decodable>(key: ApiKey, version: i16, reply: Reply) -> R {
 }
 
 fn batch(values: &[&str], producer: Option<(i64, i16, i32)>, compression: Compression) -> Bytes {
-    let (producer_id, producer_epoch, first_seq) = producer.unwrap_or((-1, -1, -1));
-    let records: Vec<Record> = values
+    let records: Vec<(i64, String)> = values
         .iter()
         .enumerate()
-        .map(|(i, value)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // kafka-protocol's encoder starts a new batch whenever offset - sequence changes,
-            // so records of a non-idempotent batch still count their sequence up.
-            sequence: first_seq.max(0) + i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(Bytes::from(value.to_string())),
-            headers: IndexMap::new(),
-        })
+        .map(|(i, value)| (1_700_000_000_000 + i as i64, value.to_string()))
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
+    Bytes::from(test_batches::encode(&records, producer, compression))
 }
 
 fn produce(topic: &str, records: Bytes, acks: i16) -> ProduceRequest {

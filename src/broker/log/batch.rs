@@ -337,47 +337,17 @@ pub(crate) fn find_record_by_timestamp(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::indexmap::IndexMap;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::Compression;
     use proptest::prelude::*;
 
     /// Encodes one batch of `timestamps.len()` records (offsets from 0) with the given codec.
     pub(crate) fn encode_batch(timestamps: &[i64], compression: Compression) -> Vec<u8> {
-        let records: Vec<Record> = timestamps
+        let records: Vec<(i64, String)> = timestamps
             .iter()
             .enumerate()
-            .map(|(i, &ts)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder splits batches where offset - sequence changes; this keeps
-                // one batch with base_sequence -1, as a non-idempotent producer sends.
-                sequence: i as i32 - 1,
-                timestamp: ts,
-                key: None,
-                value: Some(Bytes::from(format!("record number {i} with some payload"))),
-                headers: IndexMap::new(),
-            })
+            .map(|(i, &ts)| (ts, format!("record number {i} with some payload")))
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .unwrap();
-        buf.to_vec()
+        crate::broker::log::test_batches::encode(&records, None, compression)
     }
 
     #[test]

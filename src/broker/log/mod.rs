@@ -14,6 +14,8 @@ mod index;
 mod recovery;
 mod retention;
 mod segment;
+#[cfg(test)]
+pub(crate) mod test_batches;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
