@@ -93,6 +93,20 @@ impl Coordinator {
         self.deadline_set.notified().await;
     }
 
+    /// Runs `f` on an existing group (a member's request for a group rill does not know comes
+    /// from a member rill does not know), or answers `unknown`.
+    fn with_group<T>(
+        &self,
+        group_id: &str,
+        unknown: T,
+        f: impl FnOnce(&mut Group, Instant) -> T,
+    ) -> T {
+        match self.groups.lock().get_mut(group_id) {
+            Some(group) => f(group, Instant::now()),
+            None => unknown,
+        }
+    }
+
     pub fn sync(
         &self,
         group_id: &str,
@@ -101,13 +115,13 @@ impl Coordinator {
         generation: i32,
         assignments: Vec<(String, bytes::Bytes)>,
     ) -> Reply<SyncResponse> {
-        match self.groups.lock().get_mut(group_id) {
-            Some(group) => group.sync(member_id, instance, generation, assignments, Instant::now()),
-            None => Reply::Now(SyncResponse {
-                error: Some(ResponseError::UnknownMemberId),
-                assignment: bytes::Bytes::new(),
-            }),
-        }
+        let unknown = Reply::Now(SyncResponse {
+            error: Some(ResponseError::UnknownMemberId),
+            assignment: bytes::Bytes::new(),
+        });
+        self.with_group(group_id, unknown, |group, now| {
+            group.sync(member_id, instance, generation, assignments, now)
+        })
     }
 
     pub fn heartbeat(
@@ -117,10 +131,11 @@ impl Coordinator {
         instance: Option<&str>,
         generation: i32,
     ) -> Result<(), ResponseError> {
-        match self.groups.lock().get_mut(group_id) {
-            Some(group) => group.heartbeat(member_id, instance, generation, Instant::now()),
-            None => Err(ResponseError::UnknownMemberId),
-        }
+        self.with_group(
+            group_id,
+            Err(ResponseError::UnknownMemberId),
+            |group, now| group.heartbeat(member_id, instance, generation, now),
+        )
     }
 
     pub fn leave(
@@ -129,10 +144,11 @@ impl Coordinator {
         member_id: &str,
         instance: Option<&str>,
     ) -> Result<(), ResponseError> {
-        match self.groups.lock().get_mut(group_id) {
-            Some(group) => group.leave(member_id, instance, &self.limits, Instant::now()),
-            None => Err(ResponseError::UnknownMemberId),
-        }
+        self.with_group(
+            group_id,
+            Err(ResponseError::UnknownMemberId),
+            |group, now| group.leave(member_id, instance, &self.limits, now),
+        )
     }
 
     /// Checks who may commit: a member of the current generation, or anyone (generation -1,
