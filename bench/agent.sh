@@ -85,23 +85,7 @@ for b in "$RILL" "$AGENT" "$BENCH"; do
 done
 
 # --- broker -----------------------------------------------------------------------------------
-PORT=""
-for _ in $(seq 100); do
-    candidate=$((20000 + RANDOM % 30000))
-    if ! port_in_use "$candidate"; then PORT=$candidate; break; fi
-done
-[ -n "$PORT" ] || die "found no free port"
-BROKERS="127.0.0.1:$PORT"
-mkdir -p "$WORK/broker"
-log "starting $RILL broker --listen $BROKERS --data-dir $WORK/broker"
-"$RILL" broker --listen "$BROKERS" --data-dir "$WORK/broker" >"$BROKER_LOG" 2>&1 &
-BROKER_PID=$!
-for _ in $(seq 300); do
-    kill -0 "$BROKER_PID" 2>/dev/null || die "the broker exited during start-up"
-    port_in_use "$PORT" && break
-    sleep 0.1
-done
-port_in_use "$PORT" || die "the broker did not accept connections on $BROKERS within 30 s"
+start_rill_broker "$WORK/broker"
 
 # start_agent NAME TOPIC: an agent tailing $WORK/NAME/logs/*.log into TOPIC, metrics every 10 s.
 start_agent() {

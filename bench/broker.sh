@@ -118,26 +118,9 @@ if [ -n "$AGAINST" ]; then
     LABEL="broker at $AGAINST"
     log "driving the external broker at $AGAINST (no broker RSS/CPU)"
 else
-    PORT=""
-    for _ in $(seq 100); do
-        candidate=$((20000 + RANDOM % 30000))
-        if ! port_in_use "$candidate"; then PORT=$candidate; break; fi
-    done
-    [ -n "$PORT" ] || die "found no free port"
-    BROKERS="127.0.0.1:$PORT"
     LABEL="rill"
-    mkdir -p "$DATA"
-    log "starting $RILL broker --listen $BROKERS --data-dir $DATA"
-    "$RILL" broker --listen "$BROKERS" --data-dir "$DATA" >"$BROKER_LOG" 2>&1 &
-    BROKER_PID=$!
-    for _ in $(seq 300); do
-        kill -0 "$BROKER_PID" 2>/dev/null || die "the broker exited during start-up"
-        port_in_use "$PORT" && break
-        sleep 0.1
-    done
-    port_in_use "$PORT" || die "the broker did not accept connections on $BROKERS within 30 s"
+    start_rill_broker "$DATA"
     PID_ARGS=(--broker-pid "$BROKER_PID")
-    log "broker pid $BROKER_PID is up"
 fi
 
 # --- 4/5. produce and consume, RUNS times per partition count ---------------------------------

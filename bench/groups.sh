@@ -122,31 +122,15 @@ fi
 
 # start_broker DELAY_MS: a fresh data dir and a config file with that delay, on a free port.
 start_broker() {
-    local delay=$1 dir="$WORK/delay-$1" port=""
+    local delay=$1 dir="$WORK/delay-$1"
     mkdir -p "$dir/data"
     # Only the key under test; everything else keeps rill's defaults (flush every 1000 ms).
     cat >"$dir/rill.toml" <<EOF
 [broker.groups]
 initial_rebalance_delay_ms = $delay
 EOF
-    for _ in $(seq 100); do
-        candidate=$((20000 + RANDOM % 30000))
-        if ! port_in_use "$candidate"; then port=$candidate; break; fi
-    done
-    [ -n "$port" ] || die "found no free port"
-    BROKERS="127.0.0.1:$port"
     BROKER_LOG="$dir/broker.log"
-    log "starting $RILL broker --listen $BROKERS (initial_rebalance_delay_ms = $delay)"
-    "$RILL" broker --listen "$BROKERS" --data-dir "$dir/data" --config "$dir/rill.toml" \
-        >"$BROKER_LOG" 2>&1 &
-    BROKER_PID=$!
-    for _ in $(seq 300); do
-        kill -0 "$BROKER_PID" 2>/dev/null || die "the broker exited during start-up"
-        port_in_use "$port" && break
-        sleep 0.1
-    done
-    port_in_use "$port" || die "the broker did not accept connections on $BROKERS within 30 s"
-    log "broker pid $BROKER_PID is up"
+    start_rill_broker "$dir/data" --config "$dir/rill.toml"
 }
 
 : >"$RESULTS"

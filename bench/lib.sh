@@ -48,3 +48,28 @@ bench_cleanup() {
         rm -rf "$WORK"
     fi
 }
+
+# start_rill_broker DATA_DIR [more `rill broker` args]: starts "$RILL" broker on a free loopback
+# port, logging to $BROKER_LOG; once it accepts, PORT, BROKERS and BROKER_PID are set.
+start_rill_broker() {
+    local data=$1 candidate
+    shift
+    PORT=""
+    for _ in $(seq 100); do
+        candidate=$((20000 + RANDOM % 30000))
+        if ! port_in_use "$candidate"; then PORT=$candidate; break; fi
+    done
+    [ -n "$PORT" ] || die "found no free port"
+    BROKERS="127.0.0.1:$PORT"
+    mkdir -p "$data"
+    log "starting $RILL broker --listen $BROKERS --data-dir $data $*"
+    "$RILL" broker --listen "$BROKERS" --data-dir "$data" "$@" >"$BROKER_LOG" 2>&1 &
+    BROKER_PID=$!
+    for _ in $(seq 300); do
+        kill -0 "$BROKER_PID" 2>/dev/null || die "the broker exited during start-up"
+        port_in_use "$PORT" && break
+        sleep 0.1
+    done
+    port_in_use "$PORT" || die "the broker did not accept connections on $BROKERS within 30 s"
+    log "broker pid $BROKER_PID is up on $BROKERS"
+}

@@ -61,23 +61,7 @@ fi
 [ -x "$RILL" ] || die "$RILL is missing (build it, or drop --no-build)"
 
 # --- broker -------------------------------------------------------------------------------
-PORT=""
-for _ in $(seq 100); do
-    candidate=$((20000 + RANDOM % 30000))
-    if ! port_in_use "$candidate"; then PORT=$candidate; break; fi
-done
-[ -n "$PORT" ] || die "found no free port"
-BROKERS="127.0.0.1:$PORT"
-mkdir -p "$WORK/data"
-"$RILL" broker --listen "$BROKERS" --data-dir "$WORK/data" >"$BROKER_LOG" 2>&1 &
-BROKER_PID=$!
-for _ in $(seq 300); do
-    kill -0 "$BROKER_PID" 2>/dev/null || die "the broker exited during start-up"
-    port_in_use "$PORT" && break
-    sleep 0.1
-done
-port_in_use "$PORT" || die "the broker did not accept connections on $BROKERS within 30 s"
-log "broker pid $BROKER_PID on $BROKERS"
+start_rill_broker "$WORK/data"
 "$RILL" topics create logs --partitions 3 --brokers "$BROKERS" >/dev/null
 
 # --- data: KEY<TAB>VALUE for kcat, and the bare lines for grep -----------------------------
