@@ -26,6 +26,8 @@ pub struct Appended {
     pub base_offset: i64,
     /// False when every batch was a retry of one already written (nothing new to wake fetchers for).
     pub wrote: bool,
+    /// The log start offset at the time of the append (Produce v5+ reports it).
+    pub log_start_offset: i64,
 }
 
 /// Why a produced record set was refused.
@@ -90,6 +92,7 @@ impl Partition {
             return Ok(Appended {
                 base_offset: info.base_offset,
                 wrote: true,
+                log_start_offset: state.log.log_start_offset(),
             });
         }
         let mut first_offset = None;
@@ -141,6 +144,7 @@ impl Partition {
         Ok(Appended {
             base_offset: first_offset.unwrap_or_else(|| state.log.log_end_offset()),
             wrote,
+            log_start_offset: state.log.log_start_offset(),
         })
     }
 }

@@ -92,11 +92,14 @@ pub async fn handle(
             match appended {
                 Ok(appended) => {
                     wrote_any |= appended.wrote;
-                    let log_start = partition.lock().log.log_start_offset();
                     partition_responses.push(
                         response
                             .with_base_offset(appended.base_offset)
-                            .with_log_start_offset(if version >= 5 { log_start } else { -1 }),
+                            .with_log_start_offset(if version >= 5 {
+                                appended.log_start_offset
+                            } else {
+                                -1
+                            }),
                     );
                 }
                 Err(AppendError::Producer(error)) => {
