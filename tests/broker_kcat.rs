@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::wire::{self, Conn};
-use common::{kcat_cmd, run, Background, Broker, Run};
+use common::{kcat_cmd, kcat_read_partition, run, Background, Broker, Run};
 use kafka_protocol::records::Compression;
 
 const KCAT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -57,21 +57,11 @@ fn assert_kcat_ok(broker: &Broker, run: &Run) {
 
 /// Reads partition `partition` from the beginning to its end: (offset, key, value) per record.
 fn kcat_consume(broker: &Broker, topic: &str, partition: i32) -> Vec<(i64, String, String)> {
-    let run = run(
-        kcat_cmd(&broker.addr()).args([
-            "-C",
-            "-t",
-            topic,
-            "-p",
-            &partition.to_string(),
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%o\t%k\t%s\n",
-        ]),
-        None,
+    let run = kcat_read_partition(
+        &broker.addr(),
+        topic,
+        partition,
+        "%o\t%k\t%s\n",
         KCAT_TIMEOUT,
     );
     assert_kcat_ok(broker, &run);

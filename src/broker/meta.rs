@@ -35,9 +35,21 @@ pub struct TopicRecord {
 pub struct Meta {
     db: sled::Db,
     topics: sled::Tree,
+    producer_ids: parking_lot::Mutex<ProducerIdBlock>,
 }
 
 const CLUSTER_ID_KEY: &[u8] = b"cluster_id";
+/// The end (exclusive) of the last block of producer ids reserved on disk.
+const PRODUCER_ID_BLOCK_END_KEY: &[u8] = b"producer_id_block_end";
+/// Producer ids are reserved on disk this many at a time, as Kafka's ProducerIdManager does:
+/// one fsync per block, and a crash skips the rest of a block instead of reusing an id.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// The ids of the current block not handed out yet: `next..end`.
+struct ProducerIdBlock {
+    next: i64,
+    end: i64,
+}
 
 impl Meta {
     pub fn open(dir: &Path) -> Result<Meta, MetaError> {
@@ -54,7 +66,21 @@ impl Meta {
                 source,
             })?;
         let topics = db.open_tree("topics")?;
-        Ok(Meta { db, topics })
+        // Whatever was reserved before may have been handed out: start after it, with no
+        // block reserved yet.
+        let reserved = match db.get(PRODUCER_ID_BLOCK_END_KEY)? {
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref()).map_or(0, i64::from_be_bytes),
+            None => 0,
+        };
+        let producer_ids = parking_lot::Mutex::new(ProducerIdBlock {
+            next: reserved,
+            end: reserved,
+        });
+        Ok(Meta {
+            db,
+            topics,
+            producer_ids,
+        })
     }
 
     /// The cluster id, created once on first start (clients show it; it never changes).
@@ -99,10 +125,22 @@ impl Meta {
         Ok(())
     }
 
-    /// A producer id never handed out before, across restarts (sled persists the counter).
+    /// A producer id never handed out before, across restarts and crashes: ids come from a
+    /// block whose end is flushed to disk before the first of them is handed out. (A reused
+    /// id would meet the sequence numbers its previous owner left in the log, and the new
+    /// producer's first batch would be refused as out of order.)
     pub fn next_producer_id(&self) -> Result<i64, MetaError> {
-        // generate_id starts at 0; Kafka producer ids are non-negative, so any value works.
-        Ok(self.db.generate_id()? as i64)
+        let mut ids = self.producer_ids.lock();
+        if ids.next >= ids.end {
+            let end = ids.next + PRODUCER_ID_BLOCK;
+            self.db
+                .insert(PRODUCER_ID_BLOCK_END_KEY, &end.to_be_bytes())?;
+            self.db.flush()?;
+            ids.end = end;
+        }
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
     }
 
     pub fn flush(&self) -> Result<(), MetaError> {
@@ -134,6 +172,22 @@ mod tests {
         let meta = Meta::open(dir.path()).expect("reopen");
         assert_eq!(meta.cluster_id().expect("id"), cluster);
         assert!(meta.next_producer_id().expect("pid") > pid);
+        drop(meta);
+
+        // Ids handed out before a restart are never handed out again (the crash case, which
+        // a unit test cannot stage, is tests/faults.rs's SIGKILL test).
+        let handed_out: Vec<i64> = {
+            let meta = Meta::open(dir.path()).expect("reopen");
+            (0..3)
+                .map(|_| meta.next_producer_id().expect("pid"))
+                .collect()
+        };
+        let meta = Meta::open(dir.path()).expect("reopen after the ids");
+        let next = meta.next_producer_id().expect("pid");
+        assert!(
+            handed_out.iter().all(|&id| id < next),
+            "{handed_out:?} then {next}"
+        );
         assert_eq!(
             meta.topics().expect("topics"),
             vec![("logs".to_string(), record)]

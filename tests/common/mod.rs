@@ -45,6 +45,12 @@ impl Broker {
     /// Starts a broker; a non-empty `config` is written to a TOML file passed with `--config`.
     /// `--listen` and `--data-dir` are always given on the command line.
     pub fn start_with_config(config: &str) -> Broker {
+        Broker::start_with_setup(config, |_| {})
+    }
+
+    /// Like [`Broker::start_with_config`], with `setup` called on the (empty) data directory
+    /// before the first start: e.g. to put it on another filesystem.
+    pub fn start_with_setup(config: &str, setup: impl FnOnce(&Path)) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("rill-test-")
             .tempdir()
@@ -57,6 +63,7 @@ impl Broker {
             Some(path)
         };
         std::fs::create_dir_all(dir.path().join("data")).expect("create data dir");
+        setup(&dir.path().join("data"));
         let mut broker = Broker {
             port: free_port(),
             dir,
@@ -376,6 +383,34 @@ pub fn kcat_cmd(broker: &str) -> Command {
 }
 
 /// `rill` with the given arguments (RILL_BROKERS removed from the environment).
+/// Runs kcat reading `topic`/`partition` from the beginning to its end, one `format` line per
+/// record (kcat's -f syntax), within `timeout`.
+pub fn kcat_read_partition(
+    broker: &str,
+    topic: &str,
+    partition: i32,
+    format: &str,
+    timeout: Duration,
+) -> Run {
+    run(
+        kcat_cmd(broker).args([
+            "-C",
+            "-t",
+            topic,
+            "-p",
+            &partition.to_string(),
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            format,
+        ]),
+        None,
+        timeout,
+    )
+}
+
 pub fn rill_cmd<I, S>(args: I) -> Command
 where
     I: IntoIterator<Item = S>,
