@@ -78,17 +78,11 @@ trap 'exit 130' INT TERM
 
 
 # --- 1. build -------------------------------------------------------------------------------
-if [ "$BUILD" = 1 ]; then
-    if [ -n "$AGAINST" ]; then
-        log "building rill-bench (release)"
-        cargo build --release -p rill-bench
-    else
-        log "building rill and rill-bench (release)"
-        cargo build --release -p rill -p rill-bench
-    fi
+if [ -n "$AGAINST" ]; then
+    build_release "$BENCH"
+else
+    build_release "$RILL" "$BENCH"
 fi
-[ -x "$BENCH" ] || die "$BENCH is missing (build it, or drop --no-build)"
-[ -n "$AGAINST" ] || [ -x "$RILL" ] || die "$RILL is missing (build it, or drop --no-build)"
 
 # --- 2. disk sequential write speed -----------------------------------------------------------
 # dd with conv=fdatasync counts the time to get the bytes onto the device, which is the same

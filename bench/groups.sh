@@ -111,12 +111,7 @@ trap 'exit 130' INT TERM
 
 
 # --- 1. build -------------------------------------------------------------------------------
-if [ "$BUILD" = 1 ]; then
-    log "building rill and rill-bench (release)"
-    cargo build --release -p rill -p rill-bench
-fi
-[ -x "$BENCH" ] || die "$BENCH is missing (build it, or drop --no-build)"
-[ -x "$RILL" ] || die "$RILL is missing (build it, or drop --no-build)"
+build_release "$RILL" "$BENCH"
 
 # --- 2. one broker per initial rebalance delay ------------------------------------------------
 

@@ -49,6 +49,20 @@ bench_cleanup() {
     fi
 }
 
+# build_release BINARY...: unless BUILD=0, builds each binary's package (the binary's file
+# name: rill, rill-bench, rill-agent) in release mode; then checks every binary exists.
+build_release() {
+    local bin packages=()
+    for bin in "$@"; do packages+=(-p "$(basename "$bin")"); done
+    if [ "${BUILD:-1}" = 1 ]; then
+        log "building $(for bin in "$@"; do basename "$bin"; done | paste -sd, -) (release)"
+        cargo build --release "${packages[@]}"
+    fi
+    for bin in "$@"; do
+        [ -x "$bin" ] || die "$bin is missing (build it, or drop --no-build)"
+    done
+}
+
 # start_rill_broker DATA_DIR [more `rill broker` args]: starts "$RILL" broker on a free loopback
 # port, logging to $BROKER_LOG; once it accepts, PORT, BROKERS and BROKER_PID are set.
 start_rill_broker() {

@@ -10,6 +10,7 @@ mod agent;
 mod commits;
 mod common;
 mod consume;
+mod load;
 mod procfs;
 mod produce;
 mod rebalance;
@@ -40,6 +41,8 @@ enum Command {
     Rebalance(rebalance::Args),
     /// Commit offsets from N concurrent committers for a while; print throughput as JSON.
     Commits(commits::Args),
+    /// Hold many connections producing and consuming for a while (raw Kafka protocol); JSON.
+    Load(load::Args),
     /// Summarise the JSON lines of several runs (medians) as a Markdown table against targets.
     Report(report::Args),
     /// rill-agent benchmark drivers (bench/agent.sh): throughput, latency, idle, report.
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Consume(args) => consume::run(&args),
         Command::Rebalance(args) => rebalance::run(&args),
         Command::Commits(args) => commits::run(&args),
+        Command::Load(args) => load::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Agent(cmd) => agent::run(&cmd),
     };

@@ -21,6 +21,15 @@ pub fn peak_rss_bytes(pid: u32) -> Result<u64> {
         .with_context(|| format!("parsing {path}"))
 }
 
+/// Resident set size in bytes now (VmRSS), for sampling memory over a run.
+pub fn rss_bytes(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_status_kb(&status, "VmRSS")
+        .map(|kb| kb * 1024)
+        .with_context(|| format!("parsing {path}"))
+}
+
 fn clock_ticks_per_sec() -> f64 {
     // SAFETY: sysconf has no preconditions; it only reads a system constant.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
