@@ -50,14 +50,11 @@ impl LineSplitter {
                 Some(i) => {
                     self.append(&rest[..i]);
                     pos += i as u64 + 1;
-                    let mut bytes = std::mem::take(&mut self.partial);
-                    if bytes.last() == Some(&b'\r') && !self.truncated {
-                        bytes.pop();
-                    }
+                    let (bytes, truncated) = self.take_line(true);
                     out.push(Line {
                         bytes,
                         end_offset: pos,
-                        truncated: std::mem::take(&mut self.truncated),
+                        truncated,
                     });
                     rest = &rest[i + 1..];
                 }
@@ -70,7 +67,9 @@ impl LineSplitter {
     }
 
     fn append(&mut self, bytes: &[u8]) {
-        let room = self.max_line_bytes.saturating_sub(self.partial.len());
+        // One byte beyond the limit is held: it may be the `\r` of a `\r\n` terminator, which
+        // is not part of the line, so a line of exactly the limit is not flagged as cut.
+        let room = (self.max_line_bytes + 1).saturating_sub(self.partial.len());
         if bytes.len() > room {
             self.truncated = true;
         }
@@ -89,11 +88,26 @@ impl LineSplitter {
         if !self.has_partial() {
             return None;
         }
+        let (bytes, truncated) = self.take_line(false);
         Some(Line {
-            bytes: std::mem::take(&mut self.partial),
+            bytes,
             end_offset,
-            truncated: std::mem::take(&mut self.truncated),
+            truncated,
         })
+    }
+
+    /// The held line, without a `\r` before its `\n` (`terminated`), cut to the limit.
+    fn take_line(&mut self, terminated: bool) -> (Vec<u8>, bool) {
+        let mut bytes = std::mem::take(&mut self.partial);
+        let mut truncated = std::mem::take(&mut self.truncated);
+        if terminated && !truncated && bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        if bytes.len() > self.max_line_bytes {
+            bytes.truncate(self.max_line_bytes);
+            truncated = true;
+        }
+        (bytes, truncated)
     }
 }
 
@@ -203,6 +217,17 @@ mod tests {
         assert!(lines[0].truncated);
         assert_eq!(lines[0].end_offset, 11);
         assert!(!lines[1].truncated);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_ending_in_crlf_is_not_cut() {
+        // Found by the agent_lines fuzz target: the `\r` of the terminator counted as content.
+        let lines = split_all(4, &[b"0123\r", b"\n01234\r\n", b"0123\n"]);
+        assert_eq!(texts(&lines), ["0123", "0123", "0123"]);
+        assert_eq!(
+            lines.iter().map(|l| l.truncated).collect::<Vec<_>>(),
+            [false, true, false]
+        );
     }
 
     #[test]
