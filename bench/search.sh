@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # The `rill search` benchmark (issue 6): one command, run from anywhere in the repo.
 #
-#   bench/search.sh [--records N] [--runs N] [--regex RE] [--no-build] [--keep]
+#   bench/search.sh [--records N] [--runs N] [--regex RE] [--codec C] [--no-build] [--keep]
 #
 # It builds a release rill, starts a release broker on a free loopback port, creates topic
 # `logs` (3 partitions) and produces RECORDS contract-shaped records (about 117 B each, so
-# 600,000 records are about 70 MB) with kcat (lz4), the newest 10% a moment after the rest.
+# 600,000 records are about 70 MB) compressed with CODEC (lz4 by default, as rill-agent
+# writes them), the newest 10% a moment after the rest. The producer is confluent-kafka
+# (RILL_TEST_PYTHON, default target/test-venv/bin/python as tests/run-all.sh makes it):
+# Debian's kcat (librdkafka 2.0) sends uncompressed batches to rill ("Broker does not support
+# compression type lz4"), so it is only the fallback, and the report then says "none".
 # The same lines go to a flat file. Then, RUNS times each, side by side:
 #   rill search REGEX --count                 vs  grep -cE REGEX FILE
 #   rill search REGEX --count --since T10     (T10: the time the newest 10% start)
 # and prints the medians, the counts (which must agree) and the ratios against the targets
 # (within 1.5x of grep; with --since, within 0.3x of grep).
 #
-# Environment: RECORDS, RUNS, REGEX; BENCH_TMPDIR picks where the data goes.
+# Environment: RECORDS, RUNS, REGEX, CODEC (none|gzip|snappy|lz4|zstd); BENCH_TMPDIR picks
+# where the data goes.
 # Exit status is non-zero only when something failed (build, broker, a count that differs
 # from grep's); missed targets are printed as MISSED.
 set -euo pipefail
@@ -22,6 +27,7 @@ source "$(dirname "$0")/lib.sh"
 RECORDS=${RECORDS:-600000}
 RUNS=${RUNS:-3}
 REGEX=${REGEX:-'time(d )?out|refused'}
+CODEC=${CODEC:-lz4}
 BUILD=1
 KEEP=0
 
@@ -31,6 +37,7 @@ while [ $# -gt 0 ]; do
         --records) RECORDS=${2:?--records needs a value}; shift 2 ;;
         --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
         --regex) REGEX=${2:?--regex needs a value}; shift 2 ;;
+        --codec) CODEC=${2:?--codec needs a value}; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --keep) KEEP=1; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -39,10 +46,17 @@ while [ $# -gt 0 ]; do
 done
 [[ "$RECORDS" =~ ^[1-9][0-9]*$ ]] || die "RECORDS must be a positive integer, got '$RECORDS'"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, got '$RUNS'"
-command -v kcat >/dev/null || die "kcat is not on PATH (Debian package kcat)"
+[[ "$CODEC" =~ ^(none|gzip|snappy|lz4|zstd)$ ]] || die "CODEC must be none, gzip, snappy, lz4 or zstd"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+PYTHON=${RILL_TEST_PYTHON:-$ROOT/target/test-venv/bin/python}
+if ! "$PYTHON" -c 'import confluent_kafka' 2>/dev/null; then
+    command -v kcat >/dev/null || die "neither confluent-kafka ($PYTHON) nor kcat is available"
+    log "no confluent-kafka at $PYTHON (run tests/run-all.sh once, or set RILL_TEST_PYTHON): producing with kcat, uncompressed"
+    PYTHON=""
+    CODEC=none
+fi
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 RILL="$TARGET_DIR/release/rill"
 WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/rill-search-bench.XXXXXX")
@@ -64,9 +78,9 @@ fi
 start_rill_broker "$WORK/data"
 "$RILL" topics create logs --partitions 3 --brokers "$BROKERS" >/dev/null
 
-# --- data: KEY<TAB>VALUE for kcat, and the bare lines for grep -----------------------------
+# --- data: KEY<TAB>VALUE for the producer, and the bare lines for grep -----------------------------
 # Deterministic; about 117 B per value. ts is the time the data was generated (search filters
-# on the Kafka timestamp, which kcat sets at produce time).
+# on the Kafka timestamp, which the producer sets at produce time).
 gen() { # FIRST COUNT
     awk -v first="$1" -v count="$2" -v ts="$(date -u +%Y-%m-%dT%H:%M:%S.000Z)" \
         -v lines="$WORK/lines.txt" 'BEGIN {
@@ -81,8 +95,33 @@ gen() { # FIRST COUNT
     }'
 }
 produce() { # FIRST COUNT
-    gen "$1" "$2" | kcat -P -b "$BROKERS" -t logs -K $'\t' -z lz4 -X linger.ms=50 \
-        -X batch.num.messages=10000 -X queue.buffering.max.messages=1000000
+    if [ -z "$PYTHON" ]; then
+        gen "$1" "$2" | kcat -P -b "$BROKERS" -t logs -K $'\t' -X linger.ms=50 \
+            -X batch.num.messages=10000 -X queue.buffering.max.messages=1000000
+        return
+    fi
+    gen "$1" "$2" | "$PYTHON" -c '
+import sys
+from confluent_kafka import Producer
+failed = []
+def done(err, _msg):
+    if err is not None:
+        failed.append(str(err))
+p = Producer({"bootstrap.servers": sys.argv[1], "compression.type": sys.argv[2],
+              "linger.ms": 50, "batch.num.messages": 10000,
+              "queue.buffering.max.messages": 1000000})
+for line in sys.stdin.buffer:
+    key, _, value = line.rstrip(b"\n").partition(b"\t")
+    while True:
+        try:
+            p.produce("logs", value=value, key=key, on_delivery=done)
+            break
+        except BufferError:
+            p.poll(0.05)
+    p.poll(0)
+if p.flush(60) or failed:
+    sys.exit("delivery failed: %s" % failed[:3])
+' "$BROKERS" "$CODEC"
 }
 OLD=$((RECORDS * 9 / 10))
 NEW=$((RECORDS - OLD))
@@ -135,7 +174,7 @@ cat <<EOT
 Command: \`RECORDS=$RECORDS RUNS=$RUNS bench/search.sh\`, regex \`$REGEX\`
 Machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr)
 Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')
-Data: $RECORDS records in topic logs (3 partitions, lz4), $(awk -v d="$BYTES" 'BEGIN { printf "%.1f", d / 1e6 }') MB on disk; the same lines in a $FILE_MB MB flat file
+Data: $RECORDS records in topic logs (3 partitions, $CODEC), $(awk -v d="$BYTES" 'BEGIN { printf "%.1f", d / 1e6 }') MB on disk; the same lines in a $FILE_MB MB flat file
 
 | measurement (median of $RUNS) | seconds | count | vs grep | target |
 |---|---:|---:|---:|---:|

@@ -169,10 +169,15 @@ struct Shared {
 impl Shared {
     /// Counts what a reader scanned; when only counting, stops every reader at the limit.
     fn add(&self, scanned: &scan::Scanned) {
-        self.stats.records.fetch_add(scanned.records, Ordering::Relaxed);
+        self.stats
+            .records
+            .fetch_add(scanned.records, Ordering::Relaxed);
         self.stats.bytes.fetch_add(scanned.bytes, Ordering::Relaxed);
         if self.options.count_only && scanned.matched > 0 {
-            let matched = self.stats.matched.fetch_add(scanned.matched, Ordering::Relaxed)
+            let matched = self
+                .stats
+                .matched
+                .fetch_add(scanned.matched, Ordering::Relaxed)
                 + scanned.matched;
             if self.options.limit.is_some_and(|l| matched >= l) {
                 self.stop.store(true, Ordering::Relaxed);

@@ -61,7 +61,13 @@ pub(super) fn start(
     let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
     partitions.sort_unstable();
 
-    let since = times_to_offsets(&client, &options.topic, &partitions, options.since_ms, timeout)?;
+    let since = times_to_offsets(
+        &client,
+        &options.topic,
+        &partitions,
+        options.since_ms,
+        timeout,
+    )?;
     let until = times_to_offsets(
         &client,
         &options.topic,
@@ -176,9 +182,10 @@ impl PartitionReader {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&options.topic, partition, Offset::Offset(start))
             .map_err(client_error("cannot build the assignment"))?;
-        consumer
-            .assign(&tpl)
-            .map_err(client_error(format!("cannot assign {}/{partition}", options.topic)))?;
+        consumer.assign(&tpl).map_err(client_error(format!(
+            "cannot assign {}/{partition}",
+            options.topic
+        )))?;
         // Counted in batches: one shared counter bumped per record by every reader would
         // bounce its cache line between cores.
         let mut scanned = Scanned::default();
@@ -217,7 +224,10 @@ impl PartitionReader {
             if let Some(hit) = examine(options, partition, offset, ts, msg.key(), value, header) {
                 scanned.matched += 1;
                 if !options.count_only
-                    && self.items.send((self.index, Item::Hit(Box::new(hit)))).is_err()
+                    && self
+                        .items
+                        .send((self.index, Item::Hit(Box::new(hit))))
+                        .is_err()
                 {
                     break;
                 }

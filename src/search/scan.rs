@@ -49,10 +49,7 @@ pub fn scan_batch(
     let records = &records[first..last.max(first)];
     let mut out = Scanned {
         records: records.len() as u64,
-        bytes: records
-            .iter()
-            .map(|r| r.value_range().len() as u64)
-            .sum(),
+        bytes: records.iter().map(|r| r.value_range().len() as u64).sum(),
         matched: 0,
     };
     let (Some(head), Some(tail)) = (records.first(), records.last()) else {
@@ -60,22 +57,30 @@ pub fn scan_batch(
     };
     let region = head.span.start..tail.span.end;
     let matcher = &options.matcher;
-    let containing = |pos: usize| records.partition_point(|r| r.span.end <= pos);
+    // Positions only grow within each pass, so the record holding one is found by walking
+    // on from the last one.
+    let containing = |from: usize, pos: usize| {
+        let mut i = from;
+        while i + 1 < records.len() && records[i].span.end <= pos {
+            i += 1;
+        }
+        i
+    };
 
     candidates.clear();
     let mut escaped = Vec::new();
-    let mut pos = region.start;
+    let (mut pos, mut i) = (region.start, 0);
     while pos < region.end {
         let Some(found) = matcher.scan_find(data, pos..region.end) else {
             break;
         };
-        let i = containing(found.start).min(records.len() - 1);
+        i = containing(i, found.start);
         candidates.push((i, Some(found)));
         pos = records[i].span.end;
     }
-    let mut pos = region.start;
+    let (mut pos, mut i) = (region.start, 0);
     while let Some(at) = memchr::memchr(b'\\', &data[pos..region.end]) {
-        let i = containing(pos + at).min(records.len() - 1);
+        i = containing(i, pos + at);
         if records[i].value_range().contains(&(pos + at)) {
             escaped.push(i);
             pos = records[i].span.end;
@@ -119,7 +124,15 @@ pub fn scan_batch(
         let header = |name: &str| {
             batch::header(data, rec, name).map(|v| String::from_utf8_lossy(v).into_owned())
         };
-        if let Some(hit) = examine(options, partition, rec.offset, rec.timestamp, key, value, header) {
+        if let Some(hit) = examine(
+            options,
+            partition,
+            rec.offset,
+            rec.timestamp,
+            key,
+            value,
+            header,
+        ) {
             out.matched += 1;
             if !options.count_only {
                 hits.push(hit);
@@ -139,7 +152,10 @@ fn proven_in_line(value_range: Range<usize>, value: &[u8], found: &Range<usize>)
         return false;
     }
     line_span(value).is_some_and(|line| {
-        let (s, e) = (found.start - value_range.start, found.end - value_range.start);
+        let (s, e) = (
+            found.start - value_range.start,
+            found.end - value_range.start,
+        );
         line.start <= s && e <= line.end
     })
 }
@@ -247,5 +263,196 @@ fn skip_nested(v: &[u8], mut i: usize) -> Option<usize> {
             _ => {}
         }
         i += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::batch::tests::{encode, Spec};
+    use crate::search::batch::{batches, decode};
+    use crate::search::{Filter, Matcher};
+    use kafka_protocol::records::Compression;
+    use proptest::prelude::*;
+
+    fn options(matcher: Matcher, count_only: bool, filter: Filter) -> Options {
+        Options {
+            topic: "logs".into(),
+            matcher,
+            filter,
+            since_ms: Some(10),
+            until_ms: Some(90),
+            limit: None,
+            count_only,
+            follow: false,
+        }
+    }
+
+    /// The plain matcher: every record's JSON parsed, no prefilter of any kind.
+    fn plain(options: &Options, specs: &[Spec], offsets: Range<i64>) -> Vec<i64> {
+        let mut out = Vec::new();
+        for (i, (ts, _, value, headers)) in specs.iter().enumerate() {
+            let offset = i as i64;
+            if !offsets.contains(&offset) || !in_time(options, *ts) {
+                continue;
+            }
+            let value = value.as_deref().unwrap_or_default();
+            let fields = Fields::decode(value, |name| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            });
+            let matched = match &fields.record {
+                Some(_) => options.matcher.is_match(fields.line.as_bytes()),
+                None => options.matcher.is_match(value),
+            };
+            if matched && options.filter.accepts(&fields) {
+                out.push(offset);
+            }
+        }
+        out
+    }
+
+    fn scanned(options: &Options, bytes: &[u8], offsets: Range<i64>) -> (u64, Vec<i64>) {
+        let (mut scratch, mut records, mut candidates, mut hits) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (header, raw) = batches(bytes).next().unwrap().unwrap();
+        let data = decode(&header, raw, &mut scratch, &mut records).unwrap();
+        let s = scan_batch(
+            options,
+            0,
+            data,
+            &records,
+            offsets,
+            &mut candidates,
+            &mut hits,
+        );
+        (s.matched, hits.iter().map(|h| h.offset).collect())
+    }
+
+    /// Lines made of the characters that matter: word and non-word characters, JSON's
+    /// escaped ones (quote, backslash, newline, tab), a non-ASCII letter.
+    fn line() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just("a"),
+                Just("b"),
+                Just("ab"),
+                Just(" "),
+                Just("\""),
+                Just("\\"),
+                Just("\n"),
+                Just("\t"),
+                Just("é"),
+                Just("A"),
+                Just("line"),
+                Just(":"),
+            ],
+            0..8,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    /// Contract records (some with a level, some with a nested `fields.line`), values that
+    /// look like JSON but are not contract records, raw text, and null values.
+    fn value() -> impl Strategy<Value = Option<Vec<u8>>> {
+        prop_oneof![
+            (
+                line(),
+                "[ab]{0,2}",
+                proptest::option::of(prop_oneof![Just("error"), Just("info")]),
+                any::<bool>()
+            )
+                .prop_map(|(line, host, level, nested)| {
+                    let mut v =
+                        serde_json::json!({"ts": "t", "host": host, "source": "/s", "line": line});
+                    if let Some(l) = level {
+                        v["level"] = l.into();
+                    }
+                    if nested {
+                        v["fields"] = serde_json::json!({"line": "ab a b"});
+                    }
+                    Some(v.to_string().into_bytes())
+                }),
+            line().prop_map(|l| Some(serde_json::json!({"line": l}).to_string().into_bytes())),
+            line().prop_map(|l| Some(l.into_bytes())),
+            Just(None),
+        ]
+    }
+
+    fn query() -> impl Strategy<Value = (String, bool, bool)> {
+        (
+            prop_oneof![
+                Just("a"),
+                Just("ab"),
+                Just("b a"),
+                Just("^a"),
+                Just("b$"),
+                Just(r"\ba\b"),
+                Just(r"\Bb"),
+                Just("a|\"b"),
+                Just(r"\\"),
+                Just(r"\n"),
+                Just("é"),
+                Just("a*"),
+                Just(r"(?m)^b"),
+                Just("line"),
+                Just(r"\w+ \w"),
+                Just(r#"":""#),
+                Just("[^a]b"),
+            ],
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(q, literal, ic)| (q.to_string(), literal, ic))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        /// The whole-batch scan (and its shortcut for counting) never changes a result: it
+        /// finds exactly the records the plain matcher finds, counting or not, filtered or not.
+        #[test]
+        fn scan_equals_the_plain_matcher(
+            values in proptest::collection::vec((value(), 0i64..100, any::<bool>()), 1..30),
+            (q, literal, ic) in query(),
+            from in 0i64..5,
+            level_filter in any::<bool>(),
+            codec in prop_oneof![Just(Compression::None), Just(Compression::Lz4)],
+        ) {
+            let specs: Vec<Spec> = values
+                .into_iter()
+                .map(|(v, ts, with_header)| {
+                    let headers = if with_header { vec![("level".to_string(), b"error".to_vec())] } else { vec![] };
+                    (ts, None, v, headers)
+                })
+                .collect();
+            let bytes = encode(0, &specs, codec);
+            let matcher = Matcher::new(&q, literal, ic).unwrap();
+            let filter = Filter { level: level_filter.then(|| "error".to_string()), ..Filter::default() };
+            let offsets = from..(specs.len() as i64 - 1).max(from);
+            for count_only in [true, false] {
+                let options = options(matcher.clone(), count_only, filter.clone());
+                let want = plain(&options, &specs, offsets.clone());
+                let (matched, hits) = scanned(&options, &bytes, offsets.clone());
+                prop_assert_eq!(matched, want.len() as u64, "query {:?} literal {} -i {}", q, literal, ic);
+                if !count_only {
+                    prop_assert_eq!(hits, want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn line_span_finds_the_top_level_line() {
+        let v = br#"{"ts":"t","fields":{"line":"no"},"n":[1,{"a":"}"}],"line":"yes","x":1}"#;
+        let span = line_span(v).unwrap();
+        assert_eq!(&v[span], b"yes");
+        assert_eq!(line_span(br#"{"ts":"t"}"#), None);
+        assert_eq!(line_span(b"line: plain"), None);
+        assert_eq!(
+            line_span(br#"  { "line" : "x" }"#).map(|s| s.len()),
+            Some(1)
+        );
     }
 }

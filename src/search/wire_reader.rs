@@ -29,6 +29,9 @@ const FOLLOW_WAIT: Duration = Duration::from_millis(500);
 /// Bytes asked for per fetch. Brokers cap it by their own limit (rill's `fetch_max_bytes`,
 /// Kafka's `fetch.max.bytes`); large, so a scan takes few round trips.
 const FETCH_MAX_BYTES: i32 = 32 << 20;
+/// Read committed, as librdkafka (and so the librdkafka reader) does by default: records of
+/// aborted transactions are skipped, and a partition ends at its last stable offset.
+const READ_COMMITTED: i8 = 1;
 /// ListOffsets' special timestamps.
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
@@ -47,7 +50,10 @@ pub(super) fn start(
     // One connection per leader for ListOffsets; the bootstrap one when it is the leader.
     let mut by_leader: HashMap<&str, Vec<i32>> = HashMap::new();
     for (partition, leader) in &leaders {
-        by_leader.entry(leader.as_str()).or_default().push(*partition);
+        by_leader
+            .entry(leader.as_str())
+            .or_default()
+            .push(*partition);
     }
     let bootstrap_peer = bootstrap.peer();
     let mut bootstrap = Some(bootstrap);
@@ -84,7 +90,12 @@ pub(super) fn start(
 /// Connects to the first bootstrap broker that answers.
 fn connect_bootstrap(args: &BrokerArgs) -> Result<Connection, SearchError> {
     let mut last = None;
-    for addr in args.brokers.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+    for addr in args
+        .brokers
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
         match Connection::connect(addr, args.timeout()) {
             Ok(conn) => return Ok(conn),
             Err(SearchError::Io { source, .. }) => last = Some(source),
@@ -117,8 +128,9 @@ fn leaders(
     let request = if version >= 4 {
         // Asking for the topic by name, never auto-creating it.
         MetadataRequest::default()
-            .with_topics(Some(vec![MetadataRequestTopic::default()
-                .with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]))
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+                TopicName(StrBytes::from_string(topic.to_string())),
+            ))]))
             .with_allow_auto_topic_creation(false)
     } else {
         // All topics: asking for a missing one by name would create it.
@@ -175,6 +187,7 @@ fn offset_ranges(
     let request = |time: i64| {
         ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
+            .with_isolation_level(READ_COMMITTED)
             .with_topics(vec![ListOffsetsTopic::default()
                 .with_name(TopicName(StrBytes::from_string(options.topic.clone())))
                 .with_partitions(
@@ -245,7 +258,9 @@ struct PartitionReader {
 
 impl PartitionReader {
     fn run(self) -> Result<(), SearchError> {
-        let options = &self.shared.options;
+        // A copy per thread: each regex copy has its own match cache (a shared one is a
+        // lock taken on every search).
+        let options = &(*self.shared.options).clone();
         let follow = options.follow && options.until_ms.is_none();
         let PartitionRange {
             partition,
@@ -269,7 +284,7 @@ impl PartitionReader {
                 .with_max_wait_ms(wait.as_millis() as i32)
                 .with_min_bytes(1)
                 .with_max_bytes(FETCH_MAX_BYTES)
-                .with_isolation_level(0)
+                .with_isolation_level(READ_COMMITTED)
                 .with_session_id(0)
                 .with_session_epoch(-1)
                 .with_topics(vec![FetchTopic::default()
@@ -288,9 +303,14 @@ impl PartitionReader {
         let mut in_flight = false;
         let (mut scratch, mut records, mut candidates, mut hits) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut transactions = Transactions::default();
         while !self.shared.stopped() {
             if !in_flight {
-                let wait = if caught_up { FOLLOW_WAIT } else { Duration::ZERO };
+                let wait = if caught_up {
+                    FOLLOW_WAIT
+                } else {
+                    Duration::ZERO
+                };
                 conn.send(&fetch(offset, wait), version)?;
             }
             let response = conn.receive::<FetchRequest>()?;
@@ -314,6 +334,12 @@ impl PartitionReader {
             }
             SearchError::check(data.error_code, what)?;
             let bytes = data.records.clone().unwrap_or_default();
+            transactions.aborted(
+                data.aborted_transactions
+                    .iter()
+                    .flatten()
+                    .map(|a| (a.producer_id.0, a.first_offset)),
+            );
             let next = batch::batches(&bytes)
                 .filter_map(Result::ok)
                 .map(|(h, _)| h.next_offset())
@@ -331,15 +357,25 @@ impl PartitionReader {
                     partition: format!("{}/{partition}", options.topic),
                     source,
                 })?;
-                if header.is_control() || header.next_offset() <= offset {
+                if header.next_offset() <= offset {
                     continue;
                 }
-                let data = batch::decode(&header, raw, &mut scratch, &mut records).map_err(
-                    |source| SearchError::Batch {
-                        partition: format!("{}/{partition}", options.topic),
-                        source,
-                    },
-                )?;
+                let skip = transactions.skips(&header);
+                let data =
+                    batch::decode(&header, raw, &mut scratch, &mut records).map_err(|source| {
+                        SearchError::Batch {
+                            partition: format!("{}/{partition}", options.topic),
+                            // A batch that does not decode: corrupt (its CRC says so) or not.
+                            source: batch::check_crc(&header, raw).err().unwrap_or(source),
+                        }
+                    })?;
+                if header.is_control() {
+                    transactions.marker(&header, data, &records);
+                    continue;
+                }
+                if skip {
+                    continue;
+                }
                 let scanned = scan_batch(
                     options,
                     partition,
@@ -351,7 +387,11 @@ impl PartitionReader {
                 );
                 self.shared.add(&scanned);
                 for hit in hits.drain(..) {
-                    if self.items.send((self.index, Item::Hit(Box::new(hit)))).is_err() {
+                    if self
+                        .items
+                        .send((self.index, Item::Hit(Box::new(hit))))
+                        .is_err()
+                    {
                         return Ok(());
                     }
                 }
@@ -377,5 +417,49 @@ impl PartitionReader {
             let _ = self.items.send((self.index, Item::CaughtUp));
         }
         Ok(())
+    }
+}
+
+/// Which transactional batches to skip when reading committed: Kafka's consumer algorithm.
+/// A Fetch lists the aborted transactions in its range (producer id, first offset); a
+/// transactional batch of a producer whose aborted transaction began at or before it is
+/// skipped, until that producer's abort marker.
+#[derive(Default)]
+struct Transactions {
+    /// Aborted transactions not yet reached, by first offset.
+    pending: std::collections::BTreeSet<(i64, i64)>,
+    /// Producers inside an aborted transaction.
+    aborting: std::collections::HashSet<i64>,
+}
+
+impl Transactions {
+    fn aborted(&mut self, list: impl Iterator<Item = (i64, i64)>) {
+        self.pending
+            .extend(list.map(|(producer, first)| (first, producer)));
+    }
+
+    /// Whether the data batch `header` belongs to an aborted transaction.
+    fn skips(&mut self, header: &batch::BatchHeader) -> bool {
+        while let Some(&(first, producer)) = self.pending.first() {
+            if first >= header.next_offset() {
+                break;
+            }
+            self.pending.pop_first();
+            self.aborting.insert(producer);
+        }
+        header.is_transactional() && self.aborting.contains(&header.producer_id)
+    }
+
+    /// A control batch: an abort marker (control type 0 in its record's key) ends the
+    /// producer's aborted transaction.
+    fn marker(&mut self, header: &batch::BatchHeader, data: &[u8], records: &[batch::Record]) {
+        let kind = records
+            .first()
+            .and_then(|r| r.key.clone())
+            .and_then(|k| data.get(k.start + 2..k.start + 4))
+            .map(|t| i16::from_be_bytes([t[0], t[1]]));
+        if kind == Some(0) {
+            self.aborting.remove(&header.producer_id);
+        }
     }
 }
