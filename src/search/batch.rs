@@ -502,10 +502,13 @@ pub(crate) mod tests {
             0i64..1_000_000,
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20)),
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
-            proptest::collection::vec(
-                ("[a-z]{1,6}", proptest::collection::vec(any::<u8>(), 0..10)),
+            // Distinct names: the encoder keeps headers in a map.
+            proptest::collection::btree_map(
+                "[a-z]{1,6}",
+                proptest::collection::vec(any::<u8>(), 0..10),
                 0..3,
-            ),
+            )
+            .prop_map(|h| h.into_iter().collect()),
         )
     }
 

@@ -151,13 +151,25 @@ fn proven_in_line(value_range: Range<usize>, value: &[u8], found: &Range<usize>)
     {
         return false;
     }
-    line_span(value).is_some_and(|line| {
-        let (s, e) = (
-            found.start - value_range.start,
-            found.end - value_range.start,
-        );
-        line.start <= s && e <= line.end
-    })
+    let (s, e) = (
+        found.start - value_range.start,
+        found.end - value_range.start,
+    );
+    // The common case, cheaply: the match holds no quote, so it lies inside the string that
+    // opened at the last quote before it; that string is the value of a key "line"; and the
+    // value opens with `{` and no other `{` or `[` comes before it, so that key is at the top
+    // level unless the value is not JSON at all (then it is searched as raw text, which holds
+    // the match too).
+    if value.first() == Some(&b'{') && memchr::memchr(b'"', &value[s..e]).is_none() {
+        if let Some(q) = memchr::memrchr(b'"', &value[..s]) {
+            let before = &value[..q];
+            if before.ends_with(b"\"line\":") && memchr::memchr2(b'{', b'[', &before[1..]).is_none()
+            {
+                return true;
+            }
+        }
+    }
+    line_span(value).is_some_and(|line| line.start <= s && e <= line.end)
 }
 
 pub fn in_time(options: &Options, ts: i64) -> bool {

@@ -29,6 +29,9 @@ const FOLLOW_WAIT: Duration = Duration::from_millis(500);
 /// Bytes asked for per fetch. Brokers cap it by their own limit (rill's `fetch_max_bytes`,
 /// Kafka's `fetch.max.bytes`); large, so a scan takes few round trips.
 const FETCH_MAX_BYTES: i32 = 32 << 20;
+/// The first fetch of a partition asks for less, so decoding starts while the broker still
+/// reads the rest: a broker answers a fetch only once it has read all of it.
+const FIRST_FETCH_BYTES: i32 = 256 << 10;
 /// Read committed, as librdkafka (and so the librdkafka reader) does by default: records of
 /// aborted transactions are skipped, and a partition ends at its last stable offset.
 const READ_COMMITTED: i8 = 1;
@@ -70,6 +73,7 @@ pub(super) fn start(
         spare.insert(leader.to_string(), conn);
     }
     ranges.sort_by_key(|(r, _)| r.partition);
+    tracing::debug!(?ranges, "offsets resolved");
 
     for (index, (range, leader)) in ranges.iter().enumerate() {
         let reader = PartitionReader {
@@ -278,12 +282,12 @@ impl PartitionReader {
         conn.set_read_timeout(self.timeout + FOLLOW_WAIT)?;
         let version = conn.versions.fetch;
         let topic = TopicName(StrBytes::from_string(options.topic.clone()));
-        let fetch = |offset: i64, wait: Duration| {
+        let fetch = |offset: i64, wait: Duration, max_bytes: i32| {
             FetchRequest::default()
                 .with_replica_id(BrokerId(-1))
                 .with_max_wait_ms(wait.as_millis() as i32)
                 .with_min_bytes(1)
-                .with_max_bytes(FETCH_MAX_BYTES)
+                .with_max_bytes(max_bytes)
                 .with_isolation_level(READ_COMMITTED)
                 .with_session_id(0)
                 .with_session_epoch(-1)
@@ -294,7 +298,7 @@ impl PartitionReader {
                         .with_current_leader_epoch(-1)
                         .with_fetch_offset(offset)
                         .with_log_start_offset(-1)
-                        .with_partition_max_bytes(FETCH_MAX_BYTES)])])
+                        .with_partition_max_bytes(max_bytes)])])
         };
         let what = || format!("fetch from {}/{partition}", options.topic);
         // With --follow the scan goes past the end the partition had at the start.
@@ -311,9 +315,18 @@ impl PartitionReader {
                 } else {
                     Duration::ZERO
                 };
-                conn.send(&fetch(offset, wait), version)?;
+                let first = offset == start && !caught_up;
+                let max_bytes = if first {
+                    FIRST_FETCH_BYTES
+                } else {
+                    FETCH_MAX_BYTES
+                };
+                conn.send(&fetch(offset, wait, max_bytes), version)?;
             }
+            let waited = std::time::Instant::now();
             let response = conn.receive::<FetchRequest>()?;
+            let waited = waited.elapsed();
+            let scanning = std::time::Instant::now();
             in_flight = false;
             SearchError::check(response.error_code, what)?;
             let data = response
@@ -349,7 +362,7 @@ impl PartitionReader {
             // Ask for the next records before scanning these: the broker reads and sends
             // them while we decode.
             if (follow || next < end) && next > offset {
-                conn.send(&fetch(next, Duration::ZERO), version)?;
+                conn.send(&fetch(next, Duration::ZERO, FETCH_MAX_BYTES), version)?;
                 in_flight = true;
             }
             for item in batch::batches(&bytes) {
@@ -396,6 +409,14 @@ impl PartitionReader {
                     }
                 }
             }
+            tracing::debug!(
+                partition,
+                offset,
+                bytes = bytes.len(),
+                waited_us = waited.as_micros() as u64,
+                scanned_us = scanning.elapsed().as_micros() as u64,
+                "fetched"
+            );
             if next == offset && !caught_up && data.high_watermark <= offset {
                 // Nothing more at this offset: the partition shrank (records deleted).
                 offset = end;
