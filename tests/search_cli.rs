@@ -141,7 +141,33 @@ fn produce(broker: &Broker) -> Vec<Rec> {
         Duration::from_secs(120),
     );
     produced.assert_ok();
+    assert_eq!(
+        stored_codecs(broker),
+        (0..5).collect(),
+        "every codec reached the log"
+    );
     recs
+}
+
+/// The compression codecs of the batches stored in the broker's `logs` partitions (so the
+/// test knows the producer really compressed with each).
+fn stored_codecs(broker: &Broker) -> std::collections::BTreeSet<u8> {
+    let mut codecs = std::collections::BTreeSet::new();
+    for partition in 0..3 {
+        let dir = broker
+            .data_dir()
+            .join(format!("topics/{TOPIC}-{partition}"));
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let bytes = std::fs::read(&path).unwrap();
+                for batch in rill::search::batch::batches(&bytes) {
+                    codecs.insert(batch.unwrap().0.codec());
+                }
+            }
+        }
+    }
+    codecs
 }
 
 /// `grep -c ARGS` over `lines`, written to a flat file.

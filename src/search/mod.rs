@@ -22,7 +22,7 @@ pub mod batch;
 mod error;
 pub mod query;
 mod rdkafka_reader;
-pub mod scan;
+mod scan;
 mod wire;
 mod wire_reader;
 
