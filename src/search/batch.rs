@@ -27,12 +27,11 @@ pub enum BatchError {
     Magic { offset: i64, magic: i8 },
     #[error("record batch at offset {offset}: unknown compression codec {codec}")]
     Codec { offset: i64, codec: u8 },
-    #[error("record batch at offset {offset}: cannot decompress {codec}: {source}")]
+    #[error("record batch at offset {offset}: cannot decompress {codec}: {cause}")]
     Decompress {
         offset: i64,
         codec: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -190,10 +189,10 @@ pub fn decode<'a>(
         0 => body,
         codec => {
             let len = decompress(codec, body, scratch).map_err(|(codec, source)| match source {
-                Some(source) => BatchError::Decompress {
+                Some(cause) => BatchError::Decompress {
                     offset,
                     codec,
-                    source,
+                    cause,
                 },
                 None => BatchError::Codec {
                     offset,

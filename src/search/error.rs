@@ -1,17 +1,15 @@
 //! What can go wrong in a search, for the library's callers (the CLI and the dashboard) to
-//! report. The messages say what to do next where there is something to do.
+//! report. The messages say what to do next where there is something to do. Each message
+//! holds its cause (so `{}` alone tells the whole story); the cause is therefore not also
+//! chained as a `source`, which would print it twice under `{:#}`.
 
 use crate::search::batch::BatchError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
     /// No bootstrap broker answered.
-    #[error("{hint}: {source}")]
-    Unreachable {
-        hint: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{hint}: {cause}")]
+    Unreachable { hint: String, cause: std::io::Error },
     #[error("topic {topic:?} not found on {brokers} (see `rill topics list`)")]
     UnknownTopic { topic: String, brokers: String },
     /// A broker answered a request with a Kafka error code.
@@ -22,30 +20,24 @@ pub enum SearchError {
         code: i16,
     },
     /// The connection to a broker failed or timed out mid-search.
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
     /// A broker sent something that is not the Kafka protocol as we know it.
     #[error("{what}: {detail}")]
     Protocol { what: String, detail: String },
-    #[error("{partition}: {source}")]
+    #[error("{partition}: {cause}")]
     Batch {
         partition: String,
-        #[source]
-        source: BatchError,
+        cause: BatchError,
     },
     /// librdkafka (the reader used for TLS/SASL connections) failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Client {
         what: String,
-        #[source]
-        source: rdkafka::error::KafkaError,
+        cause: rdkafka::error::KafkaError,
     },
     #[error("cannot start a search thread: {0}")]
-    Thread(#[source] std::io::Error),
+    Thread(std::io::Error),
 }
 
 impl SearchError {

@@ -22,7 +22,7 @@ use crate::search::{resolve_range, Item, PartitionRange, Shared};
 
 fn client_error(what: impl Into<String>) -> impl FnOnce(KafkaError) -> SearchError {
     let what = what.into();
-    move |source| SearchError::Client { what, source }
+    move |cause| SearchError::Client { what, cause }
 }
 
 /// Starts a reader per partition; returns how many there are.

@@ -54,9 +54,9 @@ pub struct Connection {
 impl Connection {
     /// Connects to `addr` (`host:port`) and negotiates versions with ApiVersions.
     pub fn connect(addr: &str, timeout: Duration) -> Result<Connection, SearchError> {
-        let io = |source| SearchError::Io {
+        let io = |cause| SearchError::Io {
             what: format!("cannot connect to the Kafka broker at {addr}"),
-            source,
+            cause,
         };
         let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(io)?.collect();
         let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
@@ -215,7 +215,7 @@ impl Connection {
         };
         SearchError::Io {
             what: format!("{what} (broker {})", self.addr),
-            source,
+            cause: source,
         }
     }
 

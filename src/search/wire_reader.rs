@@ -102,13 +102,13 @@ fn connect_bootstrap(args: &BrokerArgs) -> Result<Connection, SearchError> {
     {
         match Connection::connect(addr, args.timeout()) {
             Ok(conn) => return Ok(conn),
-            Err(SearchError::Io { source, .. }) => last = Some(source),
+            Err(SearchError::Io { cause, .. }) => last = Some(cause),
             Err(e) => return Err(e),
         }
     }
     Err(SearchError::Unreachable {
         hint: args.unreachable_hint(),
-        source: last.unwrap_or_else(|| {
+        cause: last.unwrap_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "no broker address given")
         }),
     })
@@ -366,20 +366,20 @@ impl PartitionReader {
                 in_flight = true;
             }
             for item in batch::batches(&bytes) {
-                let (header, raw) = item.map_err(|source| SearchError::Batch {
+                let (header, raw) = item.map_err(|cause| SearchError::Batch {
                     partition: format!("{}/{partition}", options.topic),
-                    source,
+                    cause,
                 })?;
                 if header.next_offset() <= offset {
                     continue;
                 }
                 let skip = transactions.skips(&header);
                 let data =
-                    batch::decode(&header, raw, &mut scratch, &mut records).map_err(|source| {
+                    batch::decode(&header, raw, &mut scratch, &mut records).map_err(|cause| {
                         SearchError::Batch {
                             partition: format!("{}/{partition}", options.topic),
                             // A batch that does not decode: corrupt (its CRC says so) or not.
-                            source: batch::check_crc(&header, raw).err().unwrap_or(source),
+                            cause: batch::check_crc(&header, raw).err().unwrap_or(cause),
                         }
                     })?;
                 if header.is_control() {
