@@ -484,3 +484,58 @@ impl Transactions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::batch::{BatchHeader, Record};
+
+    fn header(base_offset: i64, producer_id: i64, attributes: i16) -> BatchHeader {
+        BatchHeader {
+            base_offset,
+            len: 0,
+            magic: 2,
+            crc: 0,
+            attributes,
+            last_offset_delta: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id,
+            record_count: 1,
+        }
+    }
+
+    const TRANSACTIONAL: i16 = 0x10;
+    const CONTROL: i16 = 0x20;
+
+    /// Kafka's read-committed rule: a producer's transactional batches are skipped from the
+    /// first offset of its aborted transaction up to its abort marker, and no others.
+    #[test]
+    fn aborted_transactions_are_skipped_until_their_marker() {
+        let mut t = Transactions::default();
+        t.aborted([(7, 2)].into_iter());
+        assert!(
+            !t.skips(&header(0, 7, TRANSACTIONAL)),
+            "before the aborted transaction"
+        );
+        assert!(!t.skips(&header(1, 9, 0)), "a plain batch");
+        assert!(t.skips(&header(2, 7, TRANSACTIONAL)));
+        assert!(!t.skips(&header(3, 8, TRANSACTIONAL)), "another producer");
+        assert!(t.skips(&header(4, 7, TRANSACTIONAL)));
+        // The abort marker: a control record whose key is (version 0, type 0).
+        let data = [0u8, 0, 0, 0];
+        let marker = Record {
+            offset: 5,
+            timestamp: 0,
+            span: 0..4,
+            key: Some(0..4),
+            value: None,
+            headers: 4..4,
+            header_count: 0,
+        };
+        let control = header(5, 7, TRANSACTIONAL | CONTROL);
+        t.skips(&control);
+        t.marker(&control, &data, &[marker]);
+        assert!(!t.skips(&header(6, 7, TRANSACTIONAL)), "after the marker");
+    }
+}
