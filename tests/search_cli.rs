@@ -1,6 +1,8 @@
 //! `rill search` against a real `rill broker`: contract records (and some that are not) across
-//! 3 partitions and 4 codecs with timestamps spread over hours, produced with confluent-kafka;
-//! every count must equal `grep -c` over the same lines.
+//! 3 partitions and all 5 codecs with timestamps spread over hours, produced with
+//! confluent-kafka; every count must equal `grep -c` over the same lines, with both readers
+//! (the wire reader and the librdkafka one kept for TLS/SASL). Output on a terminal (tmux)
+//! is coloured with the match highlighted, and plain with NO_COLOR or when piped.
 
 mod common;
 
@@ -68,8 +70,11 @@ fn produce(broker: &Broker) -> Vec<Rec> {
         "disk 93% full [warn]",
         "GET /api?id=77 (x-y) 404",
         "cache miss key=a.b*c",
+        // JSON escapes in the value: the line is not verbatim in the raw bytes.
+        "say \"hi\" from C:\\temp\tnow",
+        "caf\u{e9} timeout \u{1}ctl",
     ];
-    let codecs = ["none", "gzip", "lz4", "zstd"];
+    let codecs = ["none", "gzip", "snappy", "lz4", "zstd"];
     let start = now_ms() - SPREAD_MS;
     let step = SPREAD_MS / RECORDS as i64;
     let mut recs = Vec::new();
@@ -136,7 +141,33 @@ fn produce(broker: &Broker) -> Vec<Rec> {
         Duration::from_secs(120),
     );
     produced.assert_ok();
+    assert_eq!(
+        stored_codecs(broker),
+        (0..5).collect(),
+        "every codec reached the log"
+    );
     recs
+}
+
+/// The compression codecs of the batches stored in the broker's `logs` partitions (so the
+/// test knows the producer really compressed with each).
+fn stored_codecs(broker: &Broker) -> std::collections::BTreeSet<u8> {
+    let mut codecs = std::collections::BTreeSet::new();
+    for partition in 0..3 {
+        let dir = broker
+            .data_dir()
+            .join(format!("topics/{TOPIC}-{partition}"));
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let bytes = std::fs::read(&path).unwrap();
+                for batch in rill::search::batch::batches(&bytes) {
+                    codecs.insert(batch.unwrap().0.codec());
+                }
+            }
+        }
+    }
+    codecs
 }
 
 /// `grep -c ARGS` over `lines`, written to a flat file.
@@ -163,18 +194,28 @@ fn grep_count(dir: &Path, args: &[&str], lines: &[&str]) -> u64 {
 }
 
 fn search(broker: &Broker, args: &[&str]) -> Run {
+    search_with(broker, args, "wire")
+}
+
+/// `rill search ARGS` with the reader chosen by RILL_SEARCH_READER.
+fn search_with(broker: &Broker, args: &[&str], reader: &str) -> Run {
     run(
         rill_cmd(["search"])
             .args(args)
             .arg("--brokers")
-            .arg(broker.addr()),
+            .arg(broker.addr())
+            .env("RILL_SEARCH_READER", reader),
         None,
         CLI_TIMEOUT,
     )
 }
 
 fn count(broker: &Broker, args: &[&str]) -> u64 {
-    let out = search(broker, &[args, &["--count"]].concat());
+    count_with(broker, args, "wire")
+}
+
+fn count_with(broker: &Broker, args: &[&str], reader: &str) -> u64 {
+    let out = search_with(broker, &[args, &["--count"]].concat(), reader);
     out.assert_ok();
     out.stdout
         .trim()
@@ -213,6 +254,37 @@ fn counts_equal_grep_over_partitions_codecs_and_filters() {
     let expect = grep_count(dir, &["-i", "timeout"], &all);
     assert!(expect > grep_count(dir, &["timeout"], &all));
     assert_eq!(count(&broker, &["-i", "timeout"]), expect, "-i");
+
+    // Lines whose JSON holds escapes (quote, backslash, tab, non-ASCII, a control character).
+    for lit in [
+        "\"hi\" from C:\\temp\tnow",
+        "C:\\",
+        "caf\u{e9} t",
+        "\u{1}ctl",
+    ] {
+        let expect = grep_count(dir, &["-F", lit], &all);
+        assert!(expect > 0, "{lit:?}");
+        assert_eq!(count(&broker, &["-F", lit]), expect, "-F {lit:?}");
+    }
+    let expect = grep_count(dir, &["-E", "^say .hi. from"], &all);
+    assert!(expect > 0);
+    assert_eq!(count(&broker, &["^say .hi. from"]), expect);
+    let expect = grep_count(dir, &["-Ew", "now|ctl"], &all);
+    assert!(expect > 0);
+    assert_eq!(count(&broker, &[r"\b(now|ctl)\b"]), expect);
+
+    // The librdkafka reader (used for TLS/SASL connections) counts the same.
+    for args in [
+        &[re][..],
+        &["-i", "timeout", "--level", "error"],
+        &["-F", "C:\\"],
+    ] {
+        assert_eq!(
+            count_with(&broker, args, "librdkafka"),
+            count(&broker, args),
+            "librdkafka reader, {args:?}"
+        );
+    }
 
     // Field filters: host (repeatable), level, source glob.
     let web1 = lines(&recs, |r| r.host == Some("web1"));
@@ -406,4 +478,65 @@ fn follow_finds_records_produced_after_it_started() {
     let _ = child.wait();
     assert!(first.unwrap().ends_with("old needle"));
     assert!(second.unwrap().ends_with("new needle"));
+}
+
+/// What a tmux pane shows, with its colours (`capture-pane -e`), once it shows `needle`.
+fn tmux_screen(socket: &str, command: &str, needle: &str) -> String {
+    let tmux = |args: &[&str]| {
+        run(
+            std::process::Command::new("tmux")
+                .args(["-L", socket])
+                .args(args),
+            None,
+            CLI_TIMEOUT,
+        )
+    };
+    tmux(&["new-session", "-d", "-x", "160", "-y", "12", command]).assert_ok();
+    let deadline = std::time::Instant::now() + CLI_TIMEOUT;
+    let mut screen = String::new();
+    while std::time::Instant::now() < deadline {
+        screen = tmux(&["capture-pane", "-p", "-e"]).stdout;
+        if screen.contains(needle) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tmux(&["kill-server"]);
+    screen
+}
+
+#[test]
+fn terminal_output_is_coloured_with_the_match_highlighted() {
+    let broker = Broker::start();
+    let value = r#"{"ts":"2024-05-01T12:00:00.123Z","host":"web1","source":"/var/log/app.log","line":"connection refused by peer","level":"error"}"#;
+    run(
+        common::kcat_cmd(&broker.addr()).args(["-P", "-t", "tty"]),
+        Some(format!("{value}\n").as_bytes()),
+        CLI_TIMEOUT,
+    )
+    .assert_ok();
+    let rill = env!("CARGO_BIN_EXE_rill");
+    // The pane stays up after rill exits (sleep), so its screen can be read.
+    let command = |env: &str| {
+        format!(
+            "env -u NO_COLOR -u RILL_BROKERS {env} {rill} search refused --topic tty --brokers {}; sleep 60",
+            broker.addr()
+        )
+    };
+    let socket = format!("rill-search-test-{}", std::process::id());
+    let screen = tmux_screen(&socket, &command(""), "peer");
+    // The match in bold red, the level in red, the rest of the line plain.
+    assert!(
+        screen.contains("\u{1b}[1m\u{1b}[31mrefused") || screen.contains("\u{1b}[1;31mrefused"),
+        "{screen:?}"
+    );
+    assert!(screen.contains("\u{1b}[31merror"), "{screen:?}");
+    assert!(screen.contains("connection "), "{screen:?}");
+
+    let screen = tmux_screen(&socket, &command("NO_COLOR=1"), "peer");
+    assert!(
+        screen.contains("web1 error /var/log/app.log connection refused by peer"),
+        "{screen:?}"
+    );
+    assert!(!screen.contains('\u{1b}'), "NO_COLOR: {screen:?}");
 }

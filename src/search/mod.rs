@@ -1,30 +1,37 @@
 //! Search over the aggregated logs: the engine behind `rill search` and the dashboard's
 //! Search view.
 //!
-//! Two halves. [`query`] is pure (the matcher, field filters, time parsing) and unit-tested.
-//! [`Search`] scans a topic over the plain Kafka protocol through librdkafka, so it works
-//! against rill and any Kafka cluster: `--since`/`--until` become per-partition offsets with
-//! ListOffsets by timestamp (`offsets_for_times`), the end of each partition is its high
-//! watermark when the search starts (unless following), every partition is read in parallel
-//! by its own consumer that is only ever `assign`ed (never subscribed, never committing), and
-//! the hits are merged in time order and streamed through a channel as they are found.
+//! [`query`] is pure (the matcher, field filters, time parsing). [`Search`] scans a topic
+//! over the plain Kafka protocol, so it works against rill and any Kafka cluster:
+//! `--since`/`--until` become per-partition offsets with ListOffsets by timestamp, the end
+//! of each partition is its high watermark when the search starts (unless following), every
+//! partition is read in parallel, and the hits are merged in time order and streamed through
+//! a channel as they are found.
+//!
+//! Two readers do the reading (see [`reader_for`]):
+//! - the wire reader ([`wire`], [`wire_reader`]): rill's own minimal Kafka client. It fetches
+//!   whole record batches, decodes and decompresses them itself ([`batch`]) and matches
+//!   whole batches at once ([`scan`]). Plaintext connections use it: it is the fast one.
+//! - the librdkafka reader ([`rdkafka_reader`]): for connections that need TLS or SASL,
+//!   which librdkafka implements and the wire client does not.
 //!
 //! Records that do not follow the record contract (other producers write to the topic too)
 //! are searched as raw text: their whole value, with host/source/level from their headers.
 
+pub mod batch;
+mod error;
 pub mod query;
+mod rdkafka_reader;
+mod scan;
+mod wire;
+mod wire_reader;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
-
+pub use error::SearchError;
 pub use query::{parse_time, Fields, Filter, Matcher};
 
 use crate::client::BrokerArgs;
@@ -67,13 +74,47 @@ pub struct Stats {
     pub matched: AtomicU64,
 }
 
+/// Which client reads the topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// rill's own Kafka client: plaintext connections (the default, and the fast one).
+    Wire,
+    /// librdkafka: connections that need TLS or SASL.
+    Librdkafka,
+}
+
+/// The reader for these connection settings: librdkafka when the client configuration
+/// `BrokerArgs` builds asks for TLS or SASL (`security.protocol` other than plaintext, or any
+/// `ssl.*`/`sasl.*` setting), the wire reader otherwise. `RILL_SEARCH_READER=librdkafka` (or
+/// `wire`) overrides the choice, e.g. to compare the two.
+pub fn reader_for(args: &BrokerArgs) -> Reader {
+    match std::env::var("RILL_SEARCH_READER").as_deref() {
+        Ok("librdkafka") => return Reader::Librdkafka,
+        Ok("wire") => return Reader::Wire,
+        _ => {}
+    }
+    let config = args.client_config();
+    let secured = config
+        .get("security.protocol")
+        .is_some_and(|p| !p.eq_ignore_ascii_case("plaintext"))
+        || config
+            .config_map()
+            .keys()
+            .any(|k| k.starts_with("ssl.") || k.starts_with("sasl."));
+    if secured {
+        Reader::Librdkafka
+    } else {
+        Reader::Wire
+    }
+}
+
 /// A running search. Hits arrive on [`Search::hits`] in time order; the channel closes when
 /// the search is complete (never, with `follow`, until [`Search::stop`]). Dropping it stops it.
 pub struct Search {
     pub hits: Receiver<Hit>,
     pub stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
-    errors: Arc<parking_lot::Mutex<Vec<String>>>,
+    errors: Arc<parking_lot::Mutex<Vec<SearchError>>>,
 }
 
 /// What a partition reader tells the merger.
@@ -83,108 +124,121 @@ enum Item {
     CaughtUp,
 }
 
+/// One partition to read: `[start, end)` in offsets.
+#[derive(Debug, Clone, Copy)]
+struct PartitionRange {
+    partition: i32,
+    start: i64,
+    end: i64,
+}
+
+/// Per partition `[start, end)` from the offsets a reader looked up: `start` by `--since`,
+/// `end` by `--until` or the high watermark. `since`/`until` are None without those flags,
+/// and Some(None) when no record is that recent.
+fn resolve_range(
+    partition: i32,
+    low: i64,
+    high: i64,
+    since: Option<Option<i64>>,
+    until: Option<Option<i64>>,
+) -> PartitionRange {
+    let start = match since {
+        None => low,
+        Some(found) => found.unwrap_or(high).clamp(low, high),
+    };
+    let end = match until {
+        None => high,
+        Some(found) => found.unwrap_or(high).clamp(start, high),
+    };
+    PartitionRange {
+        partition,
+        start,
+        end,
+    }
+}
+
+/// What every partition reader shares.
+#[derive(Clone)]
+struct Shared {
+    options: Arc<Options>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    errors: Arc<parking_lot::Mutex<Vec<SearchError>>>,
+}
+
+impl Shared {
+    /// Counts what a reader scanned; when only counting, stops every reader at the limit.
+    fn add(&self, scanned: &scan::Scanned) {
+        self.stats
+            .records
+            .fetch_add(scanned.records, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(scanned.bytes, Ordering::Relaxed);
+        if self.options.count_only && scanned.matched > 0 {
+            let matched = self
+                .stats
+                .matched
+                .fetch_add(scanned.matched, Ordering::Relaxed)
+                + scanned.matched;
+            if self.options.limit.is_some_and(|l| matched >= l) {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Runs a partition reader on its own thread; its error stops the search.
+    fn spawn(
+        &self,
+        name: String,
+        run: impl FnOnce() -> Result<(), SearchError> + Send + 'static,
+    ) -> Result<(), SearchError> {
+        let errors = self.errors.clone();
+        let stop = self.stop.clone();
+        // Detached: every thread ends on its own once the search is complete or stopped
+        // (a closed channel or the stop flag).
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                if let Err(e) = run() {
+                    errors.lock().push(e);
+                    stop.store(true, Ordering::Relaxed);
+                }
+            })
+            .map(drop)
+            .map_err(SearchError::Thread)
+    }
+}
+
 impl Search {
     /// Resolves the topic's partitions and their offset ranges, then starts reading. Errors
     /// here: an unreachable broker (with the `BrokerArgs` hint) and an unknown topic.
-    pub fn start(args: &BrokerArgs, options: Options) -> anyhow::Result<Search> {
-        let timeout = args.timeout();
-        // No group id: metadata and ListOffsets only (a consumer with a group id takes a
-        // coordinator round on close).
-        let client: BaseConsumer = args
-            .client_config()
-            .create()
-            .context("cannot create a Kafka client")?;
-        // All topics, never one by name: asking for a missing topic would auto-create it.
-        let metadata = client
-            .fetch_metadata(None, timeout)
-            .with_context(|| args.unreachable_hint())?;
-        let topic = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == options.topic)
-            .ok_or_else(|| {
-                anyhow!(
-                    "topic {:?} not found on {} (see `rill topics list`)",
-                    options.topic,
-                    args.brokers
-                )
-            })?;
-        if let Some(err) = topic.error() {
-            bail!("topic {:?}: {:?}", options.topic, err);
-        }
-        let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
-        partitions.sort_unstable();
-
-        // Per partition [start, end): start by --since, end by --until or the high watermark.
-        let mut ranges = Vec::with_capacity(partitions.len());
-        let starts = times_to_offsets(
-            &client,
-            &options.topic,
-            &partitions,
-            options.since_ms,
-            timeout,
-        )?;
-        let ends = times_to_offsets(
-            &client,
-            &options.topic,
-            &partitions,
-            options.until_ms.map(|u| u.saturating_add(1)),
-            timeout,
-        )?;
-        for (i, &p) in partitions.iter().enumerate() {
-            let (low, high) = client
-                .fetch_watermarks(&options.topic, p, timeout)
-                .with_context(|| format!("cannot read the offsets of {}/{p}", options.topic))?;
-            let start = starts[i].unwrap_or(high).clamp(low, high);
-            let end = if options.until_ms.is_some() {
-                ends[i].unwrap_or(high).clamp(start, high)
-            } else {
-                high
-            };
-            ranges.push((p, start, end));
-        }
-
+    pub fn start(args: &BrokerArgs, options: Options) -> Result<Search, SearchError> {
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let errors = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let (item_tx, item_rx) = mpsc::sync_channel::<(usize, Item)>(4096);
-        let (hit_tx, hit_rx) = mpsc::sync_channel::<Hit>(1024);
-        let options = Arc::new(options);
-        for (index, &(partition, start, end)) in ranges.iter().enumerate() {
-            let reader = PartitionReader {
-                args: args.clone(),
-                options: options.clone(),
-                stats: stats.clone(),
-                stop: stop.clone(),
-                index,
-                partition,
-                start,
-                end,
-            };
-            let tx = item_tx.clone();
-            let errors = errors.clone();
-            let stop_on_err = stop.clone();
-            // Detached: every thread ends on its own once the search is complete or stopped
-            // (a closed channel or the stop flag); nobody waits for librdkafka's close.
-            std::thread::Builder::new()
-                .name(format!("search-p{partition}"))
-                .spawn(move || {
-                    if let Err(e) = reader.run(&tx) {
-                        errors.lock().push(format!("{e:#}"));
-                        stop_on_err.store(true, Ordering::Relaxed);
-                    }
-                })
-                .context("cannot start a reader thread")?;
-        }
-        drop(item_tx);
-        let merger_stop = stop.clone();
-        let n = ranges.len();
+        let (item_tx, item_rx) = std::sync::mpsc::sync_channel::<(usize, Item)>(4096);
+        let (hit_tx, hit_rx) = std::sync::mpsc::sync_channel::<Hit>(1024);
         let limit = options.limit;
         let follow = options.follow;
+        let shared = Shared {
+            options: Arc::new(options),
+            stats: stats.clone(),
+            stop: stop.clone(),
+            errors: errors.clone(),
+        };
+        let partitions = match reader_for(args) {
+            Reader::Wire => wire_reader::start(args, &shared, &item_tx)?,
+            Reader::Librdkafka => rdkafka_reader::start(args, &shared, &item_tx)?,
+        };
+        drop(item_tx);
+        let merger_stop = stop.clone();
         std::thread::Builder::new()
             .name("search-merge".into())
-            .spawn(move || merge(n, item_rx, hit_tx, limit, follow, merger_stop))
-            .context("cannot start the merge thread")?;
+            .spawn(move || merge(partitions, item_rx, hit_tx, limit, follow, merger_stop))
+            .map_err(SearchError::Thread)?;
         Ok(Search {
             hits: hit_rx,
             stats,
@@ -201,11 +255,11 @@ impl Search {
     /// Ends the search (call it once the hit channel closed, or to give up early) and
     /// returns the first error a reader hit. Readers that are still closing their
     /// connections finish in the background.
-    pub fn finish(self) -> anyhow::Result<()> {
+    pub fn finish(self) -> Result<(), SearchError> {
         self.stop();
-        let first = self.errors.lock().first().cloned();
+        let first = std::mem::take(&mut *self.errors.lock()).into_iter().next();
         match first {
-            Some(e) => Err(anyhow!("{e}")),
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }
@@ -214,212 +268,6 @@ impl Search {
 impl Drop for Search {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// A consumer for scanning: large fetches, only ever `assign`ed, never committing.
-fn scan_config(args: &BrokerArgs) -> rdkafka::ClientConfig {
-    let mut config = args.client_config();
-    config
-        // librdkafka refuses `assign` without a group id; the group is never joined.
-        .set("group.id", "rill-search")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .set("fetch.max.bytes", "52428800")
-        .set("max.partition.fetch.bytes", "16777216")
-        .set("queued.max.messages.kbytes", "65536")
-        .set("fetch.wait.max.ms", "10")
-        .set("queued.min.messages", "1000000")
-        .set("fetch.queue.backoff.ms", "0");
-    config
-}
-
-/// ListOffsets by timestamp: per partition, the first offset with a timestamp >= `time`, or
-/// None when no record is that recent (or no time was given).
-fn times_to_offsets(
-    client: &BaseConsumer,
-    topic: &str,
-    partitions: &[i32],
-    time: Option<i64>,
-    timeout: Duration,
-) -> anyhow::Result<Vec<Option<i64>>> {
-    let Some(time) = time else {
-        return Ok(vec![Some(0); partitions.len()]);
-    };
-    let mut tpl = TopicPartitionList::new();
-    for &p in partitions {
-        tpl.add_partition_offset(topic, p, Offset::Offset(time))
-            .context("cannot build the ListOffsets request")?;
-    }
-    let answer = client
-        .offsets_for_times(tpl, timeout)
-        .with_context(|| format!("ListOffsets by timestamp failed for topic {topic:?}"))?;
-    Ok(partitions
-        .iter()
-        .map(
-            |&p| match answer.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => Some(o),
-                _ => None,
-            },
-        )
-        .collect())
-}
-
-struct PartitionReader {
-    args: BrokerArgs,
-    options: Arc<Options>,
-    stats: Arc<Stats>,
-    stop: Arc<AtomicBool>,
-    index: usize,
-    partition: i32,
-    start: i64,
-    end: i64,
-}
-
-impl PartitionReader {
-    fn run(self, tx: &SyncSender<(usize, Item)>) -> anyhow::Result<()> {
-        let options = &self.options;
-        let follow = options.follow && options.until_ms.is_none();
-        if self.start >= self.end && !follow {
-            let _ = tx.send((self.index, Item::CaughtUp));
-            return Ok(());
-        }
-        let consumer: BaseConsumer = scan_config(&self.args)
-            .create()
-            .context("cannot create a Kafka consumer")?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&options.topic, self.partition, Offset::Offset(self.start))
-            .context("cannot build the assignment")?;
-        consumer
-            .assign(&tpl)
-            .with_context(|| format!("cannot assign {}/{}", options.topic, self.partition))?;
-        let caught_up = self.start >= self.end;
-        let mut scanned = (0u64, 0u64);
-        let result = self.read(&consumer, tx, follow, caught_up, &mut scanned);
-        self.flush_stats(&mut scanned);
-        result
-    }
-
-    fn flush_stats(&self, scanned: &mut (u64, u64)) {
-        self.stats.records.fetch_add(scanned.0, Ordering::Relaxed);
-        self.stats.bytes.fetch_add(scanned.1, Ordering::Relaxed);
-        *scanned = (0, 0);
-    }
-
-    fn read(
-        &self,
-        consumer: &BaseConsumer,
-        tx: &SyncSender<(usize, Item)>,
-        follow: bool,
-        mut caught_up: bool,
-        scanned: &mut (u64, u64),
-    ) -> anyhow::Result<()> {
-        let options = &self.options;
-        if caught_up && tx.send((self.index, Item::CaughtUp)).is_err() {
-            return Ok(());
-        }
-        while !self.stop.load(Ordering::Relaxed) {
-            let Some(result) = consumer.poll(Duration::from_millis(100)) else {
-                // Offsets that hold no record to deliver (transaction markers, records
-                // removed by retention or compaction) can end a partition: ask where we are.
-                if !caught_up && self.position(consumer) >= self.end {
-                    caught_up = true;
-                    if tx.send((self.index, Item::CaughtUp)).is_err() || !follow {
-                        return Ok(());
-                    }
-                }
-                continue;
-            };
-            let msg = result
-                .with_context(|| format!("cannot read {}/{}", options.topic, self.partition))?;
-            let offset = msg.offset();
-            if !follow && offset >= self.end {
-                break;
-            }
-            // Counted in batches: one shared counter bumped per record by every reader
-            // would bounce its cache line between cores.
-            scanned.0 += 1;
-            scanned.1 += msg.payload_len() as u64;
-            if scanned.0 >= 4096 {
-                self.flush_stats(scanned);
-            }
-            if let Some(hit) = self.examine(&msg) {
-                if options.count_only {
-                    let matched = self.stats.matched.fetch_add(1, Ordering::Relaxed) + 1;
-                    if options.limit.is_some_and(|l| matched >= l) {
-                        self.stop.store(true, Ordering::Relaxed);
-                    }
-                } else if tx.send((self.index, Item::Hit(Box::new(hit)))).is_err() {
-                    return Ok(());
-                }
-            }
-            if !caught_up && offset + 1 >= self.end {
-                caught_up = true;
-                if tx.send((self.index, Item::CaughtUp)).is_err() || !follow {
-                    return Ok(());
-                }
-            }
-        }
-        if !caught_up {
-            let _ = tx.send((self.index, Item::CaughtUp));
-        }
-        Ok(())
-    }
-
-    /// The consumer's position in this partition (the next offset it will fetch), or -1.
-    fn position(&self, consumer: &BaseConsumer) -> i64 {
-        consumer
-            .position()
-            .ok()
-            .and_then(|tpl| {
-                tpl.find_partition(&self.options.topic, self.partition)
-                    .map(|e| e.offset())
-            })
-            .and_then(|o| match o {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            })
-            .unwrap_or(-1)
-    }
-
-    fn examine(&self, msg: &BorrowedMessage<'_>) -> Option<Hit> {
-        let options = &self.options;
-        let value = msg.payload().unwrap_or_default();
-        let ts = msg.timestamp().to_millis().unwrap_or(0);
-        if options.since_ms.is_some_and(|s| ts < s) || options.until_ms.is_some_and(|u| ts > u) {
-            return None;
-        }
-        if !options.matcher.prefilter(value) {
-            return None;
-        }
-        let headers = msg.headers();
-        let header = |name: &str| -> Option<String> {
-            let headers = headers?;
-            headers
-                .iter()
-                .find(|h| h.key == name)
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        };
-        let fields = Fields::decode(value, header);
-        let matched = match &fields.record {
-            Some(_) => options.matcher.is_match(fields.line.as_bytes()),
-            // Raw text is searched as the bytes it is, like grep.
-            None => options.matcher.is_match(value),
-        };
-        if !matched || !options.filter.accepts(&fields) {
-            return None;
-        }
-        Some(Hit {
-            partition: self.partition,
-            offset: msg.offset(),
-            timestamp_ms: ts,
-            key: msg.key().map(<[u8]>::to_vec),
-            value: value.to_vec(),
-            fields,
-        })
     }
 }
 
@@ -511,24 +359,24 @@ mod tests {
 
     #[test]
     fn merge_orders_by_time_and_honours_limit() {
-        let (tx, rx) = mpsc::sync_channel(100);
+        let (tx, rx) = std::sync::mpsc::sync_channel(100);
         tx.send((0, Item::Hit(hit(0, 0, 10)))).unwrap();
         tx.send((0, Item::Hit(hit(0, 1, 30)))).unwrap();
         tx.send((1, Item::Hit(hit(1, 0, 20)))).unwrap();
         tx.send((1, Item::CaughtUp)).unwrap();
         tx.send((0, Item::CaughtUp)).unwrap();
         drop(tx);
-        let (out_tx, out_rx) = mpsc::sync_channel(100);
+        let (out_tx, out_rx) = std::sync::mpsc::sync_channel(100);
         merge(2, rx, out_tx, None, false, Arc::new(AtomicBool::new(false)));
         let order: Vec<i64> = out_rx.iter().map(|h| h.timestamp_ms).collect();
         assert_eq!(order, vec![10, 20, 30]);
 
-        let (tx, rx) = mpsc::sync_channel(100);
+        let (tx, rx) = std::sync::mpsc::sync_channel(100);
         for o in 0..10 {
             tx.send((0, Item::Hit(hit(0, o, o)))).unwrap();
         }
         drop(tx);
-        let (out_tx, out_rx) = mpsc::sync_channel(100);
+        let (out_tx, out_rx) = std::sync::mpsc::sync_channel(100);
         merge(
             1,
             rx,

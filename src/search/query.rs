@@ -2,7 +2,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::ops::Range;
+
 use regex::bytes::{Regex, RegexBuilder};
+use regex_syntax::hir::{Capture, Hir, HirKind, Repetition};
 
 use crate::record::LogRecord;
 
@@ -10,8 +13,13 @@ use crate::record::LogRecord;
 #[derive(Debug, Clone)]
 pub struct Matcher {
     regex: Regex,
-    /// Whether a miss on a record's raw value proves a miss on its line (see [`Matcher::prefilter`]).
-    prefilter_ok: bool,
+    /// The query without its look-around assertions (`^`, `$`, `\b`, ...), for scanning whole
+    /// decompressed batches at once: it matches wherever the query matches, whatever bytes
+    /// surround the text, so a record it finds nothing in cannot match (see [`Matcher::scan_find`]).
+    scan: regex_automata::meta::Regex,
+    /// The query has no look-around, so `scan` and the query are the same: a `scan` match
+    /// lying inside a record's line proves that the line matches.
+    scan_is_exact: bool,
 }
 
 impl Matcher {
@@ -25,15 +33,23 @@ impl Matcher {
         let regex = RegexBuilder::new(&pattern)
             .case_insensitive(ignore_case)
             .build()?;
-        // Anchors mean "start/end of the line", which is not the start/end of the raw value.
-        let prefilter_ok = literal
-            || !(pattern.contains('^')
-                || pattern.contains('$')
-                || pattern.contains("\\A")
-                || pattern.contains("\\z"));
+        // Parsed the way `regex::bytes` parses it (Unicode on, UTF-8 not required), so the
+        // two agree on what every byte string matches.
+        let hir = regex_syntax::ParserBuilder::new()
+            .case_insensitive(ignore_case)
+            .utf8(false)
+            .build()
+            .parse(&pattern)
+            .map_err(|e| regex::Error::Syntax(e.to_string()))?;
+        let scan_is_exact = hir.properties().look_set().is_empty();
+        let scan = regex_automata::meta::Builder::new()
+            .configure(regex_automata::meta::Config::new().utf8_empty(false))
+            .build_from_hir(&without_looks(hir))
+            .map_err(|e| regex::Error::Syntax(e.to_string()))?;
         Ok(Matcher {
             regex,
-            prefilter_ok,
+            scan,
+            scan_is_exact,
         })
     }
 
@@ -50,15 +66,46 @@ impl Matcher {
             .collect()
     }
 
+    /// The leftmost match of the query without its look-arounds in `haystack[range]`.
+    /// Any text the query matches, wherever it is embedded, holds such a match.
+    pub fn scan_find(&self, haystack: &[u8], range: Range<usize>) -> Option<Range<usize>> {
+        let input = regex_automata::Input::new(haystack).range(range);
+        self.scan.find(input).map(|m| m.range())
+    }
+
+    /// Whether a `scan_find` match inside a line proves that the line matches.
+    pub fn scan_is_exact(&self) -> bool {
+        self.scan_is_exact
+    }
+
     /// `false` when the record whose raw Kafka value is `value` certainly does not match,
     /// without parsing it. Sound because a value without a backslash holds its JSON strings
-    /// verbatim (the line is a substring, surrounded by non-word `"` characters, so word
-    /// boundaries agree) and a non-JSON value is searched as it is; anchored patterns opt out.
+    /// verbatim (the line is a substring) and a non-JSON value is searched as it is, and the
+    /// scan regex matches wherever the query does.
     pub fn prefilter(&self, value: &[u8]) -> bool {
-        if !self.prefilter_ok || memchr::memchr(b'\\', value).is_some() {
-            return true;
+        memchr::memchr(b'\\', value).is_some() || self.scan_find(value, 0..value.len()).is_some()
+    }
+}
+
+/// `hir` with every look-around assertion replaced by the empty regex: it matches a superset
+/// of what `hir` matches, and where it matches no longer depends on the surrounding bytes.
+fn without_looks(hir: Hir) -> Hir {
+    match hir.into_kind() {
+        HirKind::Empty | HirKind::Look(_) => Hir::empty(),
+        HirKind::Literal(lit) => Hir::literal(lit.0),
+        HirKind::Class(class) => Hir::class(class),
+        HirKind::Repetition(rep) => Hir::repetition(Repetition {
+            sub: Box::new(without_looks(*rep.sub)),
+            ..rep
+        }),
+        HirKind::Capture(cap) => Hir::capture(Capture {
+            sub: Box::new(without_looks(*cap.sub)),
+            ..cap
+        }),
+        HirKind::Concat(subs) => Hir::concat(subs.into_iter().map(without_looks).collect()),
+        HirKind::Alternation(subs) => {
+            Hir::alternation(subs.into_iter().map(without_looks).collect())
         }
-        self.regex.is_match(value)
     }
 }
 
