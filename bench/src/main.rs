@@ -10,6 +10,7 @@ mod agent;
 mod commits;
 mod common;
 mod consume;
+mod logs;
 mod procfs;
 mod produce;
 mod rebalance;
@@ -40,6 +41,8 @@ enum Command {
     Rebalance(rebalance::Args),
     /// Commit offsets from N concurrent committers for a while; print throughput as JSON.
     Commits(commits::Args),
+    /// Produce record-contract log lines at a fixed rate for a while (bench/dash.sh).
+    Logs(logs::Args),
     /// Summarise the JSON lines of several runs (medians) as a Markdown table against targets.
     Report(report::Args),
     /// rill-agent benchmark drivers (bench/agent.sh): throughput, latency, idle, report.
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Rebalance(args) => rebalance::run(&args),
         Command::Commits(args) => commits::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::Logs(args) => logs::run(&args),
         Command::Agent(cmd) => agent::run(&cmd),
     };
     match result {

@@ -46,7 +46,9 @@ pub async fn run(options: Options) -> Result<(), Error> {
     let size = tui.terminal.size()?;
     app.size = (size.width, size.height);
 
-    let (tx, mut rx) = mpsc::channel::<DataEvent>(256);
+    // A few batches (of up to 2,000 records each) in flight: a bound on what waits between the
+    // sources and the loop, far below the ring's size; beyond it, the backlog waits in Kafka.
+    let (tx, mut rx) = mpsc::channel::<DataEvent>(8);
     let stop = Arc::new(AtomicBool::new(false));
     let ctx = Ctx::new(options.brokers.clone(), tx, stop.clone());
     sources::start(&ctx, &options.topic, &options.metrics_topic, options.from);

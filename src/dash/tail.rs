@@ -9,6 +9,9 @@ use std::sync::Arc;
 use super::entry::LogEntry;
 use super::filter::TailFilter;
 
+/// At most this many hosts are offered by the host picker.
+const MAX_HOSTS: usize = 10_000;
+
 #[derive(Debug)]
 pub struct Tail {
     capacity: usize,
@@ -96,7 +99,9 @@ impl Tail {
             }
         }
         let seq = self.first_seq + self.entries.len() as u64;
-        if !self.hosts.contains(&e.host) && !e.host.is_empty() {
+        // Bounded like everything else: a producer inventing a host per record must not
+        // grow the picker's list without limit.
+        if self.hosts.len() < MAX_HOSTS && !e.host.is_empty() && !self.hosts.contains(&e.host) {
             self.hosts.insert(e.host.clone());
         }
         if self.filter.accepts(&e) {
