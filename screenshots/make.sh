@@ -261,28 +261,28 @@ dash_setup() {
         mkdir -p "$WORK/var/$host" "$WORK/agent-$host"
         printf 'brokers = "%s"\nhost = "%s"\ndata_dir = "%s"\n[[files]]\ninclude = ["%s/*.log"]\nread_from = "beginning"\n[metrics]\ninterval_ms = 1000\n' \
             "$BROKER_ADDR" "$host" "$WORK/agent-$host" "$WORK/var/$host" >"$WORK/agent-$host.toml"
-        "$agent" --config "$WORK/agent-$host.toml" >"$WORK/agent-$host.log" 2>&1 &
+        "$agent" --config "$WORK/agent-$host.toml" </dev/null >"$WORK/agent-$host.log" 2>&1 &
         BG_PIDS+=($!)
     done
-    "$PY" "$HERE/loggen.py" "$WORK/var" >/dev/null 2>&1 &
+    "$PY" "$HERE/loggen.py" "$WORK/var" </dev/null >/dev/null 2>&1 &
     BG_PIDS+=($!)
     sleep 3 # some history before the groups start
     kcat -b "$BROKER_ADDR" -G archiver -X auto.offset.reset=earliest -c 10 -e -q logs >/dev/null 2>&1 || true
-    kcat -b "$BROKER_ADDR" -G indexer -X auto.offset.reset=earliest -q logs >/dev/null 2>&1 &
+    kcat -b "$BROKER_ADDR" -G indexer -X auto.offset.reset=earliest -q logs </dev/null >/dev/null 2>&1 &
     BG_PIDS+=($!)
     # billing "processes" a line in 0.25 s: the pipe fills and kcat waits, committing only what
     # was read, so its offsets move while its lag grows.
     setsid bash -c "kcat -b '$BROKER_ADDR' -G billing -X auto.offset.reset=earliest -q logs 2>/dev/null |
-        while read -r _; do sleep 0.25; done" &
+        while read -r _; do sleep 0.25; done" </dev/null >/dev/null 2>&1 &
     BG_PIDS+=($!)
     DASH_READY=1
 }
 
 # dash_session NAME: a session running `rill dash` against the setup's broker, once it shows
-# records; prints the pane id.
+# records; prints the pane id. Call dash_setup first, in the scenario's own shell: inside the
+# $(...) that captures the pane id, its variables would be lost.
 dash_session() {
     local pane
-    dash_setup
     pane=$(new_session "$1" "rill dash")
     type_line "$pane" "rill dash --brokers $BROKER_ADDR"
     wait_for "$pane" "connected"
@@ -298,6 +298,7 @@ quit_dash() {
 # dash_tail.png: the Tail view following live records, an include filter highlighted.
 scenario_dash_tail() {
     local pane
+    dash_setup
     pane=$(dash_session dash_tail)
     sleep 4
     t send-keys -t "$pane" /
@@ -312,6 +313,7 @@ scenario_dash_tail() {
 # dash_metrics.png: hosts with CPU, memory, load and network, and the selected host's charts.
 scenario_dash_metrics() {
     local pane
+    dash_setup
     pane=$(dash_session dash_metrics)
     t send-keys -t "$pane" 2
     wait_for "$pane" "db-1"
@@ -325,6 +327,7 @@ scenario_dash_metrics() {
 # dash_lag.png: one group keeping up, one falling behind, one gone.
 scenario_dash_lag() {
     local pane
+    dash_setup
     pane=$(dash_session dash_lag)
     t send-keys -t "$pane" 3
     wait_for "$pane" "LAGGING" 60
@@ -337,6 +340,7 @@ scenario_dash_lag() {
 # dash_topics.png: topics, offsets, rates and retention.
 scenario_dash_topics() {
     local pane
+    dash_setup
     pane=$(dash_session dash_topics)
     t send-keys -t "$pane" 4
     wait_for "$pane" "RETENTION"
@@ -348,6 +352,7 @@ scenario_dash_topics() {
 # dash_search.png: a search over the stored logs, the matches highlighted.
 scenario_dash_search() {
     local pane
+    dash_setup
     pane=$(dash_session dash_search)
     t send-keys -t "$pane" 5
     t send-keys -t "$pane" /

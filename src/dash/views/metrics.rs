@@ -122,8 +122,24 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect) {
     let tx: Vec<(f64, f64)> = points(app, host, |p| p.tx_bps);
     let now = host.history.back().map_or(0.0, |p| p.cpu_pct);
     let mem_now = host.history.back().map_or(0.0, |p| p.mem_pct);
-    pct_chart(f, app, parts[0], &format!("{name} CPU {now:.1}%"), &cpu, 0);
-    pct_chart(f, app, parts[1], &format!("MEM {mem_now:.0}%"), &mem, 1);
+    pct_chart(
+        f,
+        app,
+        host,
+        parts[0],
+        &format!("{name} CPU {now:.1}%"),
+        &cpu,
+        0,
+    );
+    pct_chart(
+        f,
+        app,
+        host,
+        parts[1],
+        &format!("MEM {mem_now:.0}%"),
+        &mem,
+        1,
+    );
     let max = rx.iter().chain(tx.iter()).map(|p| p.1).fold(1.0, f64::max);
     let net_title = format!(
         "NET ↓{}B/s ↑{}B/s",
@@ -146,7 +162,7 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect) {
     ];
     let chart = Chart::new(datasets)
         .block(Block::bordered().title(Line::from(net_title)))
-        .x_axis(x_axis(app))
+        .x_axis(x_axis(app, host))
         .y_axis(
             Axis::default()
                 .bounds([0.0, max * 1.1])
@@ -184,16 +200,24 @@ fn points(
         .collect()
 }
 
-fn x_axis(app: &App) -> Axis<'static> {
+/// The time axis spans the host's history (at least a minute, at most the 15-minute window),
+/// so a host seen for 30 s does not get a line squeezed against the right edge.
+fn x_axis(app: &App, host: &HostMetrics) -> Axis<'static> {
+    let oldest = host.history.front().map_or(app.now_ms, |p| p.ts_ms);
+    let span_ms = (app.now_ms - oldest).clamp(60_000, METRICS_WINDOW_MS);
     Axis::default()
-        .bounds([-(METRICS_WINDOW_MS as f64) / 1000.0, 0.0])
-        .labels([Span::raw("-15m"), Span::raw("now")])
+        .bounds([-(span_ms as f64) / 1000.0, 0.0])
+        .labels([
+            Span::raw(format!("-{}", age(span_ms))),
+            Span::raw("now".to_string()),
+        ])
         .style(app.theme.dim())
 }
 
 fn pct_chart(
     f: &mut Frame,
     app: &App,
+    host: &HostMetrics,
     area: Rect,
     title: &str,
     data: &[(f64, f64)],
@@ -207,7 +231,7 @@ fn pct_chart(
         .data(data)];
     let chart = Chart::new(datasets)
         .block(Block::bordered().title(title.to_string()))
-        .x_axis(x_axis(app))
+        .x_axis(x_axis(app, host))
         .y_axis(
             Axis::default()
                 .bounds([0.0, 100.0])
