@@ -27,9 +27,13 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect) {
         } else {
             " · done"
         };
+        // The engine counts what it scanned in batches: 0 means "not reported yet".
+        let scanned = match s.progress.scanned {
+            0 => String::new(),
+            n => format!(" {} records scanned,", count(n)),
+        };
         summary.push(Span::raw(format!(
-            "{state} {} records scanned, {} matches",
-            count(s.progress.scanned),
+            "{state}{scanned} {} matches",
             count(s.results.len() as u64)
         )));
         if s.results.len() as u64 >= SEARCH_LIMIT {
