@@ -653,3 +653,27 @@ fn usable_at_80x24_in_every_view() {
         assert!(screen.contains("1 Tail"), "view {v}: {screen}");
     }
 }
+
+#[test]
+fn no_color_draws_without_colours() {
+    for v in ['1', '2', '3', '4', '5', '?'] {
+        let mut a = app(80, 24);
+        a.theme = Theme { colour: false };
+        key(&mut a, KeyCode::Char(v));
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test backend");
+        terminal.draw(|f| views::draw(f, &a)).expect("draw");
+        let buffer = terminal.backend().buffer();
+        for cell in buffer.content() {
+            assert_eq!(
+                cell.fg,
+                ratatui::style::Color::Reset,
+                "view {v}: a coloured cell {cell:?}"
+            );
+            assert_eq!(
+                cell.bg,
+                ratatui::style::Color::Reset,
+                "view {v}: a coloured cell {cell:?}"
+            );
+        }
+    }
+}
