@@ -28,7 +28,7 @@ ROWS=${SHOTS_ROWS:-36}
 TIMEOUT=${SHOTS_TIMEOUT:-30}
 PILLOW_VERSION=11.3.0
 VENV=$ROOT/target/screenshot-venv
-SCENARIOS=(broker)
+SCENARIOS=(broker dash_tail dash_metrics dash_lag dash_topics dash_search)
 
 log() { printf '[shots] %s\n' "$*" >&2; }
 die() { printf '[shots] error: %s\n' "$*" >&2; exit 1; }
@@ -60,9 +60,13 @@ RILL_BIN=$(cd "$(dirname "$RILL_BIN")" && pwd)/$(basename "$RILL_BIN")
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rill-shots.XXXXXX")
 SOCK=$WORK/tmux.sock # a private tmux server: never touches the user's sessions
 BROKER_PID=
+BG_PIDS=() # the dashboard scenarios' agents, log writer and consumers
 
 cleanup() {
     tmux -S "$SOCK" kill-server 2>/dev/null || true
+    # Pipelines run in their own process group (setsid): kill the whole group.
+    for pid in "${BG_PIDS[@]}"; do kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
+    for pid in "${BG_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     if [[ -n "$BROKER_PID" ]]; then
         kill "$BROKER_PID" 2>/dev/null || true
         wait "$BROKER_PID" 2>/dev/null || true
@@ -235,6 +239,128 @@ EOF"
     on_screen "$bottom" "export RILL_BROKERS"
     shot broker broker "rill broker · kcat"
     interrupt "$top"
+}
+
+# The dashboard scenarios share one real setup, made once: a broker; two rill-agents (hosts
+# web-1 and db-1) tailing log files that a writer appends to, and publishing host metrics every
+# second; and three consumer groups: indexer keeps up, billing reads through a slow pipe and
+# falls behind, archiver read 10 records and left.
+DASH_READY=
+dash_setup() {
+    [[ -n "$DASH_READY" ]] && return
+    local agent host
+    agent=${RILL_AGENT_BIN:-$(dirname "$RILL_BIN")/rill-agent}
+    if [[ ! -x "$agent" ]]; then
+        log "building rill-agent (cargo build -p rill-agent)"
+        (cd "$ROOT" && cargo build --quiet -p rill-agent)
+    fi
+    start_broker
+    "$RILL_BIN" topics create logs --partitions 3 --brokers "$BROKER_ADDR" >/dev/null
+    "$RILL_BIN" topics create metrics --partitions 1 --brokers "$BROKER_ADDR" >/dev/null
+    for host in web-1 db-1; do
+        mkdir -p "$WORK/var/$host" "$WORK/agent-$host"
+        printf 'brokers = "%s"\nhost = "%s"\ndata_dir = "%s"\n[[files]]\ninclude = ["%s/*.log"]\nread_from = "beginning"\n[metrics]\ninterval_ms = 1000\n' \
+            "$BROKER_ADDR" "$host" "$WORK/agent-$host" "$WORK/var/$host" >"$WORK/agent-$host.toml"
+        "$agent" --config "$WORK/agent-$host.toml" </dev/null >"$WORK/agent-$host.log" 2>&1 &
+        BG_PIDS+=($!)
+    done
+    "$PY" "$HERE/loggen.py" "$WORK/var" </dev/null >/dev/null 2>&1 &
+    BG_PIDS+=($!)
+    sleep 3 # some history before the groups start
+    kcat -b "$BROKER_ADDR" -G archiver -X auto.offset.reset=earliest -c 10 -e -q logs >/dev/null 2>&1 || true
+    kcat -b "$BROKER_ADDR" -G indexer -X auto.offset.reset=earliest -q logs </dev/null >/dev/null 2>&1 &
+    BG_PIDS+=($!)
+    # billing "processes" a line in 0.25 s: the pipe fills and kcat waits, committing only what
+    # was read, so its offsets move while its lag grows.
+    setsid bash -c "kcat -b '$BROKER_ADDR' -G billing -X auto.offset.reset=earliest -q logs 2>/dev/null |
+        while read -r _; do sleep 0.25; done" </dev/null >/dev/null 2>&1 &
+    BG_PIDS+=($!)
+    DASH_READY=1
+}
+
+# dash_session NAME: a session running `rill dash` against the setup's broker, once it shows
+# records; prints the pane id. Call dash_setup first, in the scenario's own shell: inside the
+# $(...) that captures the pane id, its variables would be lost.
+dash_session() {
+    local pane
+    pane=$(new_session "$1" "rill dash")
+    type_line "$pane" "rill dash --brokers $BROKER_ADDR"
+    wait_for "$pane" "connected"
+    wait_for "$pane" "web-1"
+    echo "$pane"
+}
+
+quit_dash() {
+    t send-keys -t "$1" q
+    sleep 0.5
+}
+
+# dash_tail.png: the Tail view following live records, an include filter highlighted.
+scenario_dash_tail() {
+    local pane
+    dash_setup
+    pane=$(dash_session dash_tail)
+    sleep 4
+    t send-keys -t "$pane" /
+    t send-keys -t "$pane" -l 'orders|timeout|deadlock'
+    t send-keys -t "$pane" Enter
+    wait_for "$pane" "+/orders|timeout|deadlock/"
+    sleep 3
+    shot dash_tail dash_tail "rill dash · Tail"
+    quit_dash "$pane"
+}
+
+# dash_metrics.png: hosts with CPU, memory, load and network, and the selected host's charts.
+scenario_dash_metrics() {
+    local pane
+    dash_setup
+    pane=$(dash_session dash_metrics)
+    t send-keys -t "$pane" 2
+    wait_for "$pane" "db-1"
+    sleep 20 # a little history for the charts
+    t send-keys -t "$pane" Down
+    sleep 1
+    shot dash_metrics dash_metrics "rill dash · Metrics"
+    quit_dash "$pane"
+}
+
+# dash_lag.png: one group keeping up, one falling behind, one gone.
+scenario_dash_lag() {
+    local pane
+    dash_setup
+    pane=$(dash_session dash_lag)
+    t send-keys -t "$pane" 3
+    wait_for "$pane" "LAGGING" 60
+    wait_for "$pane" "EMPTY"
+    sleep 6 # a few trend points
+    shot dash_lag dash_lag "rill dash · Lag"
+    quit_dash "$pane"
+}
+
+# dash_topics.png: topics, offsets, rates and retention.
+scenario_dash_topics() {
+    local pane
+    dash_setup
+    pane=$(dash_session dash_topics)
+    t send-keys -t "$pane" 4
+    wait_for "$pane" "RETENTION"
+    sleep 10 # a few rate points
+    shot dash_topics dash_topics "rill dash · Topics"
+    quit_dash "$pane"
+}
+
+# dash_search.png: a search over the stored logs, the matches highlighted.
+scenario_dash_search() {
+    local pane
+    dash_setup
+    pane=$(dash_session dash_search)
+    t send-keys -t "$pane" 5
+    t send-keys -t "$pane" /
+    t send-keys -t "$pane" -l 'timeout|declined|deadlock level:error since:15m'
+    t send-keys -t "$pane" Enter
+    wait_for "$pane" "· done"
+    shot dash_search dash_search "rill dash · Search"
+    quit_dash "$pane"
 }
 
 # --- main --------------------------------------------------------------------------------------

@@ -3,5 +3,6 @@ pub use rill_agent::record;
 pub mod broker;
 pub mod client;
 pub mod config;
+pub mod dash;
 pub mod lag;
 pub mod search;

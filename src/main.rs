@@ -25,6 +25,8 @@ enum Command {
     /// List consumer groups and show their lag on rill or any Kafka cluster (never joins them)
     #[command(subcommand)]
     Groups(cli::groups::GroupsCommand),
+    /// The live dashboard: logs from every host, metrics, consumer lag, topics, search
+    Dash(cli::dash::DashArgs),
     /// Search the aggregated logs by regex, time, host, source and level, merged in time order
     Search(cli::search::SearchArgs),
     /// Print a shell completion script: rill completions bash > /etc/bash_completion.d/rill
@@ -36,8 +38,14 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    cli::logging::init();
+    // The dashboard owns the terminal: its diagnostics go to a file, or nowhere.
+    if matches!(cli.command, Command::Dash(_)) {
+        cli::logging::init_file_from_env("RILL_DASH_LOG");
+    } else {
+        cli::logging::init();
+    }
     let result = match cli.command {
+        Command::Dash(args) => cli::dash::run(args),
         Command::Broker(args) => cli::broker::run(args),
         Command::Topics(command) => cli::topics::run(command),
         Command::Groups(command) => cli::groups::run(command),

@@ -11,6 +11,7 @@ mod commits;
 mod common;
 mod consume;
 mod load;
+mod logs;
 mod procfs;
 mod produce;
 mod rebalance;
@@ -43,6 +44,8 @@ enum Command {
     Commits(commits::Args),
     /// Hold many connections producing and consuming for a while (raw Kafka protocol); JSON.
     Load(load::Args),
+    /// Produce record-contract log lines at a fixed rate for a while (bench/dash.sh).
+    Logs(logs::Args),
     /// Summarise the JSON lines of several runs (medians) as a Markdown table against targets.
     Report(report::Args),
     /// rill-agent benchmark drivers (bench/agent.sh): throughput, latency, idle, report.
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Commits(args) => commits::run(&args),
         Command::Load(args) => load::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::Logs(args) => logs::run(&args),
         Command::Agent(cmd) => agent::run(&cmd),
     };
     match result {
