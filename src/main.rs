@@ -25,6 +25,9 @@ enum Command {
     /// List consumer groups and show their lag on rill or any Kafka cluster (never joins them)
     #[command(subcommand)]
     Groups(cli::groups::GroupsCommand),
+    /// Manage the broker's users file: SCRAM credentials and topic permissions
+    #[command(subcommand)]
+    Users(cli::users::UsersCommand),
     /// Search the aggregated logs by regex, time, host, source and level, merged in time order
     Search(cli::search::SearchArgs),
     /// Print a shell completion script: rill completions bash > /etc/bash_completion.d/rill
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Topics(command) => cli::topics::run(command),
         Command::Groups(command) => cli::groups::run(command),
         Command::Search(args) => cli::search::run(args),
+        Command::Users(command) => cli::users::run(command),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rill", &mut std::io::stdout());
             Ok(())

@@ -145,7 +145,7 @@ fn stat(values: impl IntoIterator<Item = f64>) -> Option<Stat> {
     }
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
-    let median = if v.len() % 2 == 0 {
+    let median = if v.len().is_multiple_of(2) {
         (v[mid - 1] + v[mid]) / 2.0
     } else {
         v[mid]

@@ -4,3 +4,4 @@ pub mod groups;
 pub mod logging;
 pub mod search;
 pub mod topics;
+pub mod users;

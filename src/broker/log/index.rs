@@ -78,7 +78,7 @@ impl OffsetIndex {
     /// Parses a `.index` file, checking it is whole, strictly increasing in both offset and
     /// position, and within `log_size` bytes of log.
     pub fn decode(bytes: &[u8], log_size: u64) -> Result<Self, IndexProblem> {
-        if bytes.len() % OFFSET_ENTRY_SIZE != 0 {
+        if !bytes.len().is_multiple_of(OFFSET_ENTRY_SIZE) {
             return Err(IndexProblem::BadSize(bytes.len()));
         }
         let mut entries: Vec<OffsetEntry> = Vec::with_capacity(bytes.len() / OFFSET_ENTRY_SIZE);
@@ -155,7 +155,7 @@ impl TimeIndex {
     /// Parses a `.timeindex` file, checking it is whole, strictly increasing in timestamp,
     /// non-decreasing in offset, and below `next_rel_offset` (the segment's end).
     pub fn decode(bytes: &[u8], next_rel_offset: u64) -> Result<Self, IndexProblem> {
-        if bytes.len() % TIME_ENTRY_SIZE != 0 {
+        if !bytes.len().is_multiple_of(TIME_ENTRY_SIZE) {
             return Err(IndexProblem::BadSize(bytes.len()));
         }
         let mut entries: Vec<TimeEntry> = Vec::with_capacity(bytes.len() / TIME_ENTRY_SIZE);

@@ -97,7 +97,7 @@ fn every_offset_is_found_through_a_sparse_index() {
     let index_len = fs::metadata(dir.path().join("00000000000000000000.index"))
         .unwrap()
         .len();
-    assert!(index_len > 0 && index_len % 8 == 0);
+    assert!(index_len > 0 && index_len.is_multiple_of(8));
 }
 
 #[test]
