@@ -288,7 +288,7 @@ fn tls_listener_serves_kcat_and_confluent_and_refuses_plaintext() {
 fn sasl_broker(s: &Secrets) -> (Broker, String) {
     let plain = format!("127.0.0.1:{}", common::free_port());
     let config = format!(
-        "[broker]\nlisten_plaintext = \"{plain}\"\n{}{}",
+        "[broker]\nlisten_plaintext = \"{plain}\"\n[broker.groups]\ninitial_rebalance_delay_ms = 0\n{}{}",
         s.tls_config(),
         s.sasl_config()
     );
@@ -521,6 +521,13 @@ fn sasl_with_confluent_and_kafka_python() {
 fn sasl_handshake_v0_with_bare_plain_tokens() {
     let s = secrets().with_users();
     let broker = Broker::start_with_config(&s.sasl_config());
+    assert!(
+        broker
+            .log()
+            .contains("(SASL_PLAINTEXT, SASL SCRAM-SHA-256/PLAIN"),
+        "{}",
+        broker.log_excerpt()
+    );
 
     let handshake = |conn: &mut Conn| {
         let req =
@@ -553,6 +560,24 @@ fn sasl_handshake_v0_with_bare_plain_tokens() {
     handshake(&mut conn);
     conn.send_frame(b"\0reader\0wrong").expect("send token");
     conn.assert_closed("a wrong PLAIN password after a v0 handshake");
+
+    // The broker re-reads the users file when it changes: a user added now can log in.
+    users_cmd(
+        &s.users,
+        &["add", "late", "--read", "logs"],
+        Some("late-pw\n"),
+    )
+    .assert_ok();
+    let mut conn = Conn::connect(&broker.addr());
+    handshake(&mut conn);
+    conn.send_frame(b"\0late\0late-pw").expect("send token");
+    let reply = conn.read_frame().expect("read").expect("a reply frame");
+    assert!(reply.is_empty(), "the new user was refused: {reply:?}");
+    assert!(
+        broker.log().contains("reloaded the users file"),
+        "{}",
+        broker.log_excerpt()
+    );
 
     // An unknown mechanism is answered UNSUPPORTED_SASL_MECHANISM with the list, then closed.
     let mut conn = Conn::connect(&broker.addr());

@@ -23,6 +23,7 @@ use rill::broker::auth::users::{PermissionLists, Users, UsersFile};
 pub enum UsersCommand {
     /// Add a user with a password (prompted, or the first line of stdin) and permissions
     Add {
+        /// User name: letters, digits and . _ @ -
         name: String,
         #[command(flatten)]
         file: FileArg,
@@ -41,14 +42,17 @@ pub enum UsersCommand {
     },
     /// Set a new password for a user (prompted, or the first line of stdin); permissions stay
     Passwd {
+        /// An existing user
         name: String,
         #[command(flatten)]
         file: FileArg,
+        /// PBKDF2 iterations of the SCRAM credential
         #[arg(long, default_value_t = DEFAULT_ITERATIONS, value_parser = clap::value_parser!(u32).range(i64::from(MIN_ITERATIONS)..=i64::from(MAX_ITERATIONS)))]
         iterations: u32,
     },
     /// Remove a user (connections it has open keep their session until they reconnect)
     Remove {
+        /// An existing user
         name: String,
         #[command(flatten)]
         file: FileArg,

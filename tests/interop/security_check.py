@@ -126,6 +126,26 @@ def scenario_sasl(setup):
     check(got == values, "the reader read other records than the writer wrote")
     log("confluent-kafka: SCRAM-SHA-256 over SASL_SSL wrote 100, PLAIN over SASL_PLAINTEXT read them")
 
+    # A consumer group: the reader joins, reads and commits (group APIs need read permission).
+    group = Consumer({**cf_conf(setup["tls"], "sasl_ssl", ca, "reader", pw["reader"]),
+                      "group.id": "dash", "enable.auto.commit": False,
+                      "auto.offset.reset": "earliest"})
+    group.subscribe(["logs"])
+    got = []
+    deadline = time.time() + TIMEOUT
+    while len(got) < 100:
+        check(time.time() < deadline, f"group consumer read {len(got)}/100")
+        msg = group.poll(0.5)
+        if msg is None:
+            continue
+        check(msg.error() is None, f"group consumer error: {msg.error()}")
+        got.append(msg)
+    group.commit(message=got[-1], asynchronous=False)
+    committed = group.committed([TopicPartition("logs", 0)], timeout=10)
+    check(committed[0].offset == 100, f"committed offset {committed[0].offset}")
+    group.close()
+    log("confluent-kafka: the reader's group consumer read 100 and committed offset 100")
+
     # kafka-python: SCRAM-SHA-256 writes over SASL_SSL, PLAIN reads over SASL_SSL.
     from kafka import KafkaConsumer, KafkaProducer
     from kafka import TopicPartition as KTP
