@@ -131,10 +131,17 @@ async fn handle_connection(
     tracing::debug!(%peer, protocol = %listener.protocol, "connection opened");
     let session = Session::new(peer, listener.clone());
     match &listener.tls {
-        None => serve_connection(broker, stream, session).await,
+        None => {
+            // Owned halves of a TCP stream need no lock between reader and writer.
+            let (read_half, write_half) = stream.into_split();
+            serve_connection(broker, read_half, write_half, session).await
+        }
         Some(acceptor) => {
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => serve_connection(broker, tls, session).await,
+                Ok(Ok(tls)) => {
+                    let (read_half, write_half) = tokio::io::split(tls);
+                    serve_connection(broker, read_half, write_half, session).await
+                }
                 Ok(Err(e)) => tracing::info!(
                     %peer,
                     "TLS handshake failed: {e} (the client must use security.protocol=SSL or \
@@ -149,14 +156,18 @@ async fn handle_connection(
     }
 }
 
-async fn serve_connection<S>(broker: Arc<Broker>, stream: S, mut session: Session)
-where
-    S: AsyncRead + AsyncWrite + Send + Unpin,
+async fn serve_connection<R, W>(
+    broker: Arc<Broker>,
+    read_half: R,
+    write_half: W,
+    mut session: Session,
+) where
+    R: AsyncRead + Send + Unpin,
+    W: AsyncWrite + Send + Unpin,
 {
     let peer = session.peer;
     let idle = Duration::from_millis(broker.config.idle_timeout_ms);
     let max_request = broker.config.max_request_bytes;
-    let (read_half, write_half) = tokio::io::split(stream);
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
     loop {

@@ -100,6 +100,10 @@ impl Access {
         items: &mut Vec<T>,
         topic: impl Fn(&T) -> &str,
     ) -> Vec<T> {
+        if matches!(self, Access::Everything) {
+            // No authentication configured: no copy of the request on the hot path.
+            return Vec::new();
+        }
         let (kept, denied): (Vec<T>, Vec<T>) = std::mem::take(items)
             .into_iter()
             .partition(|item| self.allows(operation, topic(item)));

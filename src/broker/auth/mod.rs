@@ -76,6 +76,8 @@ pub enum AuthError {
     Mechanism(String),
     #[error("no randomness available from the operating system")]
     Random,
+    #[error("the users file {0} does not exist: create it with `rill users add NAME --file {0}`")]
+    NoUsersFile(String),
 }
 
 impl Authenticator {
@@ -85,6 +87,11 @@ impl Authenticator {
             .iter()
             .map(|name| Mechanism::parse(name).ok_or_else(|| AuthError::Mechanism(name.clone())))
             .collect::<Result<Vec<_>, _>>()?;
+        if !config.users_file.exists() {
+            return Err(AuthError::NoUsersFile(
+                config.users_file.display().to_string(),
+            ));
+        }
         let stamp = stamp(&config.users_file);
         let users = Users::load(&config.users_file)?;
         if users.is_empty() {
