@@ -4,10 +4,15 @@
 //! Redpanda cluster.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use clap::Args;
+use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 pub use crate::broker::listener::SecurityProtocol;
@@ -176,8 +181,41 @@ impl BrokerArgs {
         Ok(())
     }
 
-    /// The hint appended to "cannot reach the broker" errors.
+    /// Why a connection fails, as librdkafka reports it (a refused password, an untrusted
+    /// certificate, a refused connection): a fresh client connects and the first error it
+    /// reports is returned. Called only after a failure, so its wait costs nothing otherwise.
+    pub fn connection_problem(&self) -> Option<String> {
+        let context = ErrorCapture::default();
+        let client: BaseConsumer<ErrorCapture> = self
+            .client_config()
+            .set("group.id", "rill-diagnose")
+            // Connection failures (FAIL) are logged at error level, some only there.
+            .set_log_level(RDKafkaLogLevel::Error)
+            .create_with_context(context)
+            .ok()?;
+        let deadline = Instant::now() + self.timeout().min(Duration::from_secs(5));
+        while Instant::now() < deadline {
+            // Serves the error callbacks; there is nothing to consume.
+            let _ = client.poll(Duration::from_millis(50));
+            if client.context().has_cause() {
+                break;
+            }
+        }
+        client.context().best()
+    }
+
+    /// The hint appended to "cannot reach the broker" errors. With TLS or SASL it asks
+    /// librdkafka what went wrong (see [`Self::connection_problem`]), so a wrong password says
+    /// so instead of looking like a dead broker.
     pub fn unreachable_hint(&self) -> String {
+        if self.security_protocol() != SecurityProtocol::Plaintext {
+            if let Some(problem) = self.connection_problem() {
+                return format!(
+                    "cannot connect to the Kafka broker at {}: {problem}",
+                    self.brokers
+                );
+            }
+        }
         let protocol = self.security_protocol();
         let auth = match protocol {
             SecurityProtocol::Plaintext => String::new(),
@@ -199,6 +237,65 @@ impl BrokerArgs {
         )
     }
 }
+
+/// Records the errors librdkafka reports, silencing its own logging.
+#[derive(Default)]
+struct ErrorCapture {
+    errors: Mutex<Vec<(RDKafkaErrorCode, String)>>,
+}
+
+/// Most telling first. ("All brokers are down" is left out: it only says that something else
+/// went wrong, and the generic hint says more.)
+const CAUSES: [RDKafkaErrorCode; 3] = [
+    RDKafkaErrorCode::Authentication,
+    RDKafkaErrorCode::SSL,
+    RDKafkaErrorCode::BrokerTransportFailure,
+];
+
+impl ErrorCapture {
+    /// Has an error with a cause (not just "all brokers down") been reported?
+    fn has_cause(&self) -> bool {
+        self.errors.lock().is_ok_and(|e| {
+            e.iter()
+                .any(|(code, _)| *code != RDKafkaErrorCode::AllBrokersDown)
+        })
+    }
+
+    fn best(&self) -> Option<String> {
+        let errors = self.errors.lock().ok()?;
+        CAUSES.iter().find_map(|cause| {
+            errors
+                .iter()
+                .find(|(code, _)| code == cause)
+                .map(|(_, reason)| reason.clone())
+        })
+    }
+}
+
+impl ClientContext for ErrorCapture {
+    fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // e.g. "Disconnected while requesting ApiVersion: might be caused by incorrect
+        // security.protocol configuration (connecting to a SSL listener?)"
+        if fac == "FAIL" {
+            if let Ok(mut errors) = self.errors.lock() {
+                errors.push((
+                    RDKafkaErrorCode::BrokerTransportFailure,
+                    message.to_string(),
+                ));
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(code) = error.rdkafka_error_code().filter(|c| CAUSES.contains(c)) {
+            if let Ok(mut errors) = self.errors.lock() {
+                errors.push((code, reason.to_string()));
+            }
+        }
+    }
+}
+
+impl ConsumerContext for ErrorCapture {}
 
 #[cfg(test)]
 mod tests {

@@ -451,6 +451,13 @@ fn sasl_with_kcat_and_rill_topics_authenticates_and_enforces_permissions() {
         "{}",
         no_password.describe()
     );
+    // A wrong password is named as such, not reported as an unreachable broker.
+    let wrong = topics("reader", "not-it", &["list"]);
+    assert!(
+        !wrong.success() && wrong.stderr.contains("Authentication failed"),
+        "{}",
+        wrong.describe()
+    );
     topics("admin", ADMIN_PW, &["delete", "secret"]).assert_ok();
 
     // A client that does not authenticate gets ApiVersions, then is cut off at its Produce.
