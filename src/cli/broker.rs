@@ -110,11 +110,6 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         ),
         None => format!("{}, no authentication", main.protocol),
     };
-    // Test harnesses and scripts wait for "listening on ADDR,": keep that prefix.
-    tracing::info!(
-        "listening on {bound}, data in {} ({security})",
-        broker.data_dir().display()
-    );
     let mut listeners = vec![main];
     if let Some(plaintext) = &plaintext {
         let addr = plaintext
@@ -129,6 +124,12 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
             tracing::warn!("{warning}");
         }
     }
+    // Test harnesses and scripts wait for "listening on ADDR,", so it comes last (everything
+    // above is in the log by then); keep that prefix.
+    tracing::info!(
+        "listening on {bound}, data in {} ({security})",
+        broker.data_dir().display()
+    );
     server::serve_listeners(broker, listener, plaintext, shutdown_signal()).await;
     Ok(())
 }
