@@ -53,7 +53,15 @@ pub enum FlushPolicy {
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
     /// Address to listen on. Loopback by default: no other host reaches it unless you say so.
+    /// Its security protocol follows `tls` and `sasl` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).
     pub listen: SocketAddr,
+    /// A second listener without TLS, next to a TLS `listen` (plaintext is off when TLS is
+    /// configured unless asked for here). It still requires SASL when `sasl` is set.
+    pub listen_plaintext: Option<SocketAddr>,
+    /// `[broker.tls]`: serve `listen` over TLS.
+    pub tls: Option<TlsConfig>,
+    /// `[broker.sasl]`: require SASL authentication on every listener.
+    pub sasl: Option<SaslConfig>,
     /// Host name clients are told to connect to (Metadata). Defaults to the listen IP; set it
     /// when listening on 0.0.0.0.
     pub advertised_host: Option<String>,
@@ -83,6 +91,36 @@ pub struct BrokerConfig {
     pub log: LogDefaults,
     /// The consumer-group coordinator.
     pub groups: GroupSettings,
+}
+
+/// `[broker.tls]`: the certificate (chain, leaf first) and private key, PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// `[broker.sasl]`: the users file and the mechanisms offered (Kafka's sasl.enabled.mechanisms).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    pub users_file: PathBuf,
+    #[serde(default = "default_mechanisms")]
+    pub mechanisms: Vec<String>,
+}
+
+fn default_mechanisms() -> Vec<String> {
+    vec!["SCRAM-SHA-256".into(), "PLAIN".into()]
+}
+
+impl SaslConfig {
+    pub fn new(users_file: PathBuf) -> SaslConfig {
+        SaslConfig {
+            users_file,
+            mechanisms: default_mechanisms(),
+        }
+    }
 }
 
 /// `[broker.groups]`: the consumer-group coordinator, under Kafka's names where it has them.
@@ -115,6 +153,9 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            listen_plaintext: None,
+            tls: None,
+            sasl: None,
             advertised_host: None,
             data_dir: None,
             node_id: 1,
@@ -221,6 +262,30 @@ impl BrokerConfig {
         if self.log.max_message_bytes < 64 {
             return fail("broker.log.max_message_bytes", "must be at least 64");
         }
+        if self.listen_plaintext.is_some() && self.tls.is_none() {
+            return fail(
+                "broker.listen_plaintext",
+                "needs [broker.tls]: without TLS, `listen` is already plaintext",
+            );
+        }
+        if self.listen_plaintext == Some(self.listen) {
+            return fail("broker.listen_plaintext", "must differ from broker.listen");
+        }
+        if let Some(sasl) = &self.sasl {
+            if sasl.mechanisms.is_empty() {
+                return fail("broker.sasl.mechanisms", "must list at least one mechanism");
+            }
+            if let Some(bad) = sasl
+                .mechanisms
+                .iter()
+                .find(|m| !matches!(m.as_str(), "PLAIN" | "SCRAM-SHA-256"))
+            {
+                return Err((
+                    "broker.sasl.mechanisms".to_string(),
+                    format!("unknown mechanism `{bad}`: rill serves SCRAM-SHA-256 and PLAIN"),
+                ));
+            }
+        }
         if self.groups.min_session_timeout_ms > self.groups.max_session_timeout_ms {
             return fail(
                 "broker.groups.min_session_timeout_ms",
@@ -298,6 +363,39 @@ mod tests {
             .expect_err("zero partitions must fail")
             .to_string();
         assert!(err.contains("broker.default_partitions"), "{err}");
+    }
+
+    #[test]
+    fn security_sections_parse_and_are_checked() {
+        let text = "[broker]\nlisten_plaintext = \"127.0.0.1:9093\"\n[broker.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n[broker.sasl]\nusers_file = \"users.toml\"\n";
+        let config = RillConfig::parse(text, Path::new("rill.toml")).expect("valid");
+        let sasl = config.broker.sasl.expect("sasl");
+        assert_eq!(sasl.mechanisms, ["SCRAM-SHA-256", "PLAIN"]);
+        assert!(config.broker.tls.is_some());
+
+        let err = RillConfig::parse(
+            "[broker]\nlisten_plaintext = \"127.0.0.1:9093\"\n",
+            Path::new("rill.toml"),
+        )
+        .expect_err("plaintext listener without TLS")
+        .to_string();
+        assert!(err.contains("broker.listen_plaintext"), "{err}");
+
+        let err = RillConfig::parse(
+            "[broker.sasl]\nusers_file = \"u\"\nmechanisms = [\"GSSAPI\"]\n",
+            Path::new("rill.toml"),
+        )
+        .expect_err("unknown mechanism")
+        .to_string();
+        assert!(
+            err.contains("broker.sasl.mechanisms") && err.contains("GSSAPI"),
+            "{err}"
+        );
+
+        let err = RillConfig::parse("[broker.tls]\ncert_file = \"c\"\n", Path::new("rill.toml"))
+            .expect_err("missing key_file")
+            .to_string();
+        assert!(err.contains("key_file"), "{err}");
     }
 
     #[test]

@@ -27,6 +27,9 @@ enum Command {
     Groups(cli::groups::GroupsCommand),
     /// The live dashboard: logs from every host, metrics, consumer lag, topics, search
     Dash(cli::dash::DashArgs),
+    /// Manage the broker's users file: SCRAM credentials and topic permissions
+    #[command(subcommand)]
+    Users(cli::users::UsersCommand),
     /// Search the aggregated logs by regex, time, host, source and level, merged in time order
     Search(cli::search::SearchArgs),
     /// Print a shell completion script: rill completions bash > /etc/bash_completion.d/rill
@@ -50,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Topics(command) => cli::topics::run(command),
         Command::Groups(command) => cli::groups::run(command),
         Command::Search(args) => cli::search::run(args),
+        Command::Users(command) => cli::users::run(command),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rill", &mut std::io::stdout());
             Ok(())

@@ -13,7 +13,14 @@ fn help_lists_every_command_with_a_purpose() {
         Duration::from_secs(10),
     );
     run.assert_ok();
-    for command in ["broker", "topics", "groups", "search", "completions"] {
+    for command in [
+        "broker",
+        "topics",
+        "groups",
+        "search",
+        "users",
+        "completions",
+    ] {
         let line = run
             .stdout
             .lines()

@@ -1,6 +1,8 @@
 //! The Kafka-compatible broker: shared state ([`Broker`]) and the pieces it is made of.
 //!
-//! - [`server`]: accepts connections, frames requests, shuts down cleanly.
+//! - [`server`]: accepts connections (TLS or not), frames requests, shuts down cleanly.
+//! - [`listener`]: listeners and their security protocol; TLS set-up.
+//! - [`auth`]: SASL authentication and per-user topic permissions; [`session`]: per connection.
 //! - [`api`]: one module per Kafka API family, decoding with `kafka-protocol`.
 //! - [`topics`], [`partition`], [`topic_config`]: what topics exist and how each is configured.
 //! - [`log`]: the partition log (segments, indexes, recovery, retention).
@@ -9,12 +11,15 @@
 //! - [`producer_state`]: idempotent-producer sequence checks.
 
 pub mod api;
+pub mod auth;
 pub mod groups;
+pub mod listener;
 pub mod log;
 pub mod meta;
 pub mod partition;
 pub mod producer_state;
 pub mod server;
+pub mod session;
 pub mod topic_config;
 pub mod topics;
 
@@ -45,6 +50,10 @@ pub enum BrokerError {
     Topics(#[from] TopicError),
     #[error("cannot open committed offsets: {0}")]
     Offsets(#[from] groups::offsets::OffsetStoreError),
+    #[error(transparent)]
+    Tls(#[from] listener::TlsError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
 }
 
 /// Everything the request handlers share.
@@ -55,7 +64,13 @@ pub struct Broker {
     pub topics: TopicRegistry,
     pub groups: Coordinator,
     pub cluster_id: String,
-    /// The address clients are told to connect to (Metadata).
+    /// SASL users and mechanisms, when `[broker.sasl]` is configured.
+    pub auth: Option<auth::Authenticator>,
+    /// The TLS acceptor of the main listener, when `[broker.tls]` is configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The host clients are told to connect to (Metadata, FindCoordinator).
+    advertised_host: String,
+    /// The main listener's endpoint as advertised.
     advertised: (String, i32),
     /// Woken on every append, so long-polling fetches answer as soon as data arrives.
     appended: Notify,
@@ -65,6 +80,16 @@ impl Broker {
     /// Opens the data directory: metadata, then every partition (recovering torn tails).
     /// `bound` is the address the listener actually bound (its port may have been 0).
     pub fn open(config: BrokerConfig, bound: SocketAddr) -> Result<Arc<Broker>, BrokerError> {
+        // Security first: a bad certificate or users file stops the start before any data is
+        // touched.
+        let tls = match &config.tls {
+            Some(tls) => Some(listener::tls_acceptor(&tls.cert_file, &tls.key_file)?),
+            None => None,
+        };
+        let auth = match &config.sasl {
+            Some(sasl) => Some(auth::Authenticator::open(sasl)?),
+            None => None,
+        };
         let data_dir = config.resolved_data_dir();
         std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::DataDir {
             path: data_dir.clone(),
@@ -84,7 +109,10 @@ impl Broker {
             }
         });
         Ok(Arc::new(Broker {
-            advertised: (host, i32::from(bound.port())),
+            advertised: (host.clone(), i32::from(bound.port())),
+            advertised_host: host,
+            auth,
+            tls,
             config,
             data_dir,
             meta,
@@ -99,8 +127,21 @@ impl Broker {
         &self.data_dir
     }
 
+    /// The main listener's advertised endpoint.
     pub fn advertised(&self) -> (String, i32) {
         self.advertised.clone()
+    }
+
+    /// The listener bound at `bound`: its security protocol and advertised endpoint. `tls`
+    /// says whether it is the TLS listener (only the main listener is, when configured).
+    pub fn listener(&self, bound: SocketAddr, tls: bool) -> listener::Listener {
+        let tls = if tls { self.tls.clone() } else { None };
+        listener::Listener {
+            protocol: listener::SecurityProtocol::new(tls.is_some(), self.auth.is_some()),
+            bound,
+            advertised: (self.advertised_host.clone(), i32::from(bound.port())),
+            tls,
+        }
     }
 
     pub fn create_topic(

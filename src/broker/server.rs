@@ -5,6 +5,10 @@
 //! a channel until its response is sent), which keeps responses ordered without bookkeeping.
 //! Anything that cannot be answered (a bad length, an undecodable or unknown request) closes
 //! that one connection with a log line; every other client is unaffected.
+//!
+//! The main listener speaks TLS when the broker has a certificate; an optional second listener
+//! (`broker.listen_plaintext`) does not. Each connection carries a [`Session`] with its
+//! listener and SASL state.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,18 +16,46 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::broker::api::{self, Reply};
+use crate::broker::listener::Listener;
+use crate::broker::session::Session;
 use crate::broker::Broker;
 use crate::config::FlushPolicy;
 
-/// Serves until `shutdown` completes, then stops accepting, drops open connections, and
-/// flushes every partition and the metadata store.
+/// A client has this long to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection closed after a final response waits for the client to hang up.
+const LINGER: Duration = Duration::from_secs(1);
+/// Largest frame accepted before SASL authentication completes (Kafka: 512 KiB).
+const MAX_UNAUTHENTICATED_FRAME: usize = 512 * 1024;
+
+/// Serves `listener` as the main listener (TLS when the broker has a certificate) until
+/// `shutdown` completes; see [`serve_listeners`].
 pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    serve_listeners(broker, listener, None, shutdown).await
+}
+
+/// Serves the main listener and, if given, a plaintext one until `shutdown` completes, then
+/// stops accepting, drops open connections, and flushes every partition and the metadata store.
+pub async fn serve_listeners(
+    broker: Arc<Broker>,
+    main: TcpListener,
+    plaintext: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let describe = |tcp: &TcpListener, tls: bool| {
+        let bound = tcp
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        Arc::new(broker.listener(bound, tls))
+    };
+    let main_info = describe(&main, true);
+    let plaintext_info = plaintext.as_ref().map(|tcp| describe(tcp, false));
     let limit = Arc::new(Semaphore::new(broker.config.max_connections));
     let mut connections = JoinSet::new();
     let mut background = JoinSet::new();
@@ -43,9 +75,12 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Fu
                 Err(_) => break,
             },
         };
-        let accepted = tokio::select! {
+        let (accepted, listener) = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
+            accepted = main.accept() => (accepted, main_info.clone()),
+            accepted = accept_if(plaintext.as_ref()) => {
+                (accepted, plaintext_info.clone().unwrap_or_else(|| main_info.clone()))
+            }
         };
         // Reap finished connection tasks so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
@@ -53,7 +88,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Fu
             Ok((stream, peer)) => {
                 let broker = broker.clone();
                 connections.spawn(async move {
-                    handle_connection(broker, stream, peer).await;
+                    handle_connection(broker, stream, peer, listener).await;
                     drop(permit);
                 });
             }
@@ -76,14 +111,63 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Fu
     }
 }
 
-async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+/// Accepts on `listener`, or never completes when there is none.
+async fn accept_if(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn handle_connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<Listener>,
+) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, "set_nodelay failed: {e}");
     }
-    tracing::debug!(%peer, "connection opened");
+    tracing::debug!(%peer, protocol = %listener.protocol, "connection opened");
+    let session = Session::new(peer, listener.clone());
+    match &listener.tls {
+        None => {
+            // Owned halves of a TCP stream need no lock between reader and writer.
+            let (read_half, write_half) = stream.into_split();
+            serve_connection(broker, read_half, write_half, session).await
+        }
+        Some(acceptor) => {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    let (read_half, write_half) = tokio::io::split(tls);
+                    serve_connection(broker, read_half, write_half, session).await
+                }
+                Ok(Err(e)) => tracing::info!(
+                    %peer,
+                    "TLS handshake failed: {e} (the client must use security.protocol=SSL or \
+                     SASL_SSL and trust this broker's certificate)"
+                ),
+                Err(_) => tracing::info!(
+                    %peer,
+                    "TLS handshake not completed within {TLS_HANDSHAKE_TIMEOUT:?}"
+                ),
+            }
+        }
+    }
+}
+
+async fn serve_connection<R, W>(
+    broker: Arc<Broker>,
+    read_half: R,
+    write_half: W,
+    mut session: Session,
+) where
+    R: AsyncRead + Send + Unpin,
+    W: AsyncWrite + Send + Unpin,
+{
+    let peer = session.peer;
     let idle = Duration::from_millis(broker.config.idle_timeout_ms);
     let max_request = broker.config.max_request_bytes;
-    let (read_half, write_half) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
     loop {
@@ -97,6 +181,11 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
         };
         if length <= 0 || length as usize > max_request {
             tracing::warn!(%peer, length, max_request, "closing connection: request frame length out of range (broker.max_request_bytes)");
+            break;
+        }
+        if !session.is_authenticated() && length as usize > MAX_UNAUTHENTICATED_FRAME {
+            // Kafka's sasl.server.max.receive.size: a stranger cannot make us buffer 100 MiB.
+            tracing::warn!(%peer, length, "closing connection: {length}-byte frame before authentication");
             break;
         }
         // Grow the buffer as bytes arrive rather than trusting the length up front, so a
@@ -118,27 +207,43 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
                 break;
             }
         }
-        match api::handle(&broker, Bytes::from(frame), peer).await {
-            Reply::Send(response) => {
-                let written = async {
-                    writer.write_u32(response.len() as u32).await?;
-                    writer.write_all(&response).await?;
-                    // Flush unless more requests are already buffered (pipelined clients).
-                    if reader.buffer().is_empty() {
-                        writer.flush().await?;
-                    }
-                    Ok::<(), std::io::Error>(())
-                };
-                if let Err(e) = written.await {
-                    tracing::debug!(%peer, "write failed: {e}");
-                    break;
-                }
-            }
-            Reply::Nothing => {}
+        let (response, close) = match api::handle(&broker, Bytes::from(frame), &mut session).await {
+            Reply::Send(response) => (response, None),
+            Reply::SendAndClose(response, reason) => (response, Some(reason)),
+            Reply::Nothing => continue,
             Reply::Close(reason) => {
                 tracing::warn!(%peer, "closing connection: {reason}");
                 break;
             }
+        };
+        let written = async {
+            writer.write_u32(response.len() as u32).await?;
+            writer.write_all(&response).await?;
+            // Flush unless more requests are already buffered (pipelined clients), and
+            // always before closing.
+            if reader.buffer().is_empty() || close.is_some() {
+                writer.flush().await?;
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        if let Err(e) = written.await {
+            tracing::debug!(%peer, "write failed: {e}");
+            break;
+        }
+        if let Some(reason) = close {
+            tracing::warn!(%peer, "closing connection: {reason}");
+            // The client must read this last response (e.g. why authentication failed)
+            // before the connection goes: some clients (kafka-python over TLS) report only
+            // "disconnected" when the close arrives with it. Give it time to read and hang up
+            // itself, draining what it sends (closing with unread input would reset the
+            // connection), then close with TLS close_notify and FIN.
+            let _ = tokio::time::timeout(LINGER, async {
+                let mut sink = [0u8; 4096];
+                while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {}
+            })
+            .await;
+            let _ = tokio::time::timeout(LINGER, writer.shutdown()).await;
+            return;
         }
     }
     let _ = writer.flush().await;

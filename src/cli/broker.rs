@@ -7,11 +7,11 @@ use anyhow::Context;
 use clap::Args;
 
 use rill::broker::{server, Broker};
-use rill::config::{BrokerConfig, RillConfig};
+use rill::config::{BrokerConfig, RillConfig, SaslConfig, TlsConfig};
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  rill broker                                # 127.0.0.1:9092, data in your data directory\n  rill broker --listen 0.0.0.0:9092 --config /etc/rill/rill.toml\n  kcat -b 127.0.0.1:9092 -L                  # any Kafka client can talk to it"
+    after_help = "Examples:\n  rill broker                                # 127.0.0.1:9092, data in your data directory\n  rill broker --listen 0.0.0.0:9092 --config /etc/rill/rill.toml\n  rill broker --tls-cert broker.pem --tls-key broker.key --users-file users.toml   # SASL_SSL\n  kcat -b 127.0.0.1:9092 -L                  # any Kafka client can talk to it"
 )]
 pub struct BrokerArgs {
     /// Address to listen on [default: 127.0.0.1:9092, or broker.listen from --config]. Loopback
@@ -25,6 +25,16 @@ pub struct BrokerArgs {
     /// A TOML config file (see config/rill.toml for every key, documented).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Serve TLS with this PEM certificate chain (broker.tls.cert_file); needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (broker.tls.key_file).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require SASL (SCRAM-SHA-256, PLAIN) against this users file (broker.sasl.users_file);
+    /// create it with `rill users add`.
+    #[arg(long, value_name = "FILE")]
+    users_file: Option<PathBuf>,
 }
 
 pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
@@ -38,6 +48,21 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.data_dir {
         config.data_dir = Some(dir);
     }
+    if let (Some(cert_file), Some(key_file)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(TlsConfig {
+            cert_file,
+            key_file,
+        });
+    }
+    if let Some(users_file) = args.users_file {
+        match &mut config.sasl {
+            Some(sasl) => sasl.users_file = users_file,
+            None => config.sasl = Some(SaslConfig::new(users_file)),
+        }
+    }
+    config
+        .validate()
+        .map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rill-broker")
@@ -46,32 +71,66 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
-async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
+async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
-                "{} is already in use: is another rill broker (or Kafka) running there? \
-                 Pick another address with --listen",
-                config.listen
+                "{addr} is already in use: is another rill broker (or Kafka) running there? \
+                 Pick another address ({key})"
             ),
-            _ => anyhow::anyhow!("cannot listen on {}: {e}", config.listen),
-        })?;
+            _ => anyhow::anyhow!("cannot listen on {addr}: {e}"),
+        })
+}
+
+async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
+    let listener = bind(config.listen, "--listen").await?;
+    let plaintext = match config.listen_plaintext {
+        Some(addr) => Some(bind(addr, "broker.listen_plaintext").await?),
+        None => None,
+    };
     let bound = listener
         .local_addr()
         .context("cannot read the bound address")?;
     raise_file_limit(config.max_connections);
-    if !bound.ip().is_loopback() {
-        tracing::warn!("listening on {bound}, reachable from other hosts, without authentication");
-    }
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, bound))
         .await
         .context("opening the data directory panicked")??;
+    let main = broker.listener(bound, true);
+    let security = match &broker.auth {
+        Some(auth) => format!(
+            "{}, SASL {} against {}",
+            main.protocol,
+            auth.mechanisms()
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+                .join("/"),
+            auth.users_file().display()
+        ),
+        None => format!("{}, no authentication", main.protocol),
+    };
+    let mut listeners = vec![main];
+    if let Some(plaintext) = &plaintext {
+        let addr = plaintext
+            .local_addr()
+            .context("cannot read the bound address")?;
+        let extra = broker.listener(addr, false);
+        tracing::info!("also listening on {addr} ({})", extra.protocol);
+        listeners.push(extra);
+    }
+    for listener in &listeners {
+        if let Some(warning) = listener.exposure_warning() {
+            tracing::warn!("{warning}");
+        }
+    }
+    // Test harnesses and scripts wait for "listening on ADDR,", so it comes last (everything
+    // above is in the log by then); keep that prefix.
     tracing::info!(
-        "listening on {bound}, data in {}",
+        "listening on {bound}, data in {} ({security})",
         broker.data_dir().display()
     );
-    server::serve(broker, listener, shutdown_signal()).await;
+    server::serve_listeners(broker, listener, plaintext, shutdown_signal()).await;
     Ok(())
 }
 

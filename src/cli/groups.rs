@@ -144,6 +144,7 @@ where
 // ---------------------------------------------------------------------------------------------
 
 async fn list(common: &Common) -> anyhow::Result<()> {
+    common.brokers.check().map_err(anyhow::Error::msg)?;
     let mut probe = Probe::new(&common.brokers)?;
     if !common.watch {
         let snapshots = list_sample(&mut probe)?;
@@ -254,6 +255,7 @@ fn list_table(
 // ---------------------------------------------------------------------------------------------
 
 async fn describe(common: &Common, group: &str) -> anyhow::Result<()> {
+    common.brokers.check().map_err(anyhow::Error::msg)?;
     let mut probe = Probe::new(&common.brokers)?;
     if !common.watch {
         let info = probe.group(group)?;

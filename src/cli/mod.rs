@@ -5,3 +5,4 @@ pub mod groups;
 pub mod logging;
 pub mod search;
 pub mod topics;
+pub mod users;

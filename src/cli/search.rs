@@ -108,6 +108,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
         count_only: args.count,
         follow: args.follow,
     };
+    args.brokers.check().map_err(anyhow::Error::msg)?;
     let search = Search::start(&args.brokers, options)?;
     let progress = std::io::stderr().is_terminal();
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();

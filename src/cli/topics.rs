@@ -84,6 +84,7 @@ pub fn run(command: TopicsCommand) -> anyhow::Result<()> {
 }
 
 fn admin(common: &Common) -> anyhow::Result<AdminClient<DefaultClientContext>> {
+    common.brokers.check().map_err(anyhow::Error::msg)?;
     common
         .brokers
         .client_config()

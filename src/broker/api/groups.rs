@@ -53,6 +53,7 @@ pub fn find_coordinator(
     broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
+    advertised: (String, i32),
 ) -> FindCoordinatorResponse {
     let response = FindCoordinatorResponse::default();
     if req.key_type != KEY_TYPE_GROUP {
@@ -65,7 +66,7 @@ pub fn find_coordinator(
             response
         };
     }
-    let (host, port) = broker.advertised();
+    let (host, port) = advertised;
     response
         .with_node_id(BrokerId(broker.config.node_id))
         .with_host(text(host))

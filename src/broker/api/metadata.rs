@@ -11,10 +11,21 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::authorize::Access;
+use crate::broker::auth::Operation;
 use crate::broker::topics::{validate_topic_name, Topic};
 use crate::broker::Broker;
 
-pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
+/// `advertised` is the endpoint of the listener the request came in on. Topics the user may
+/// not describe are hidden from "all topics" and refused (TOPIC_AUTHORIZATION_FAILED) when
+/// named; auto-creation needs write permission on the topic.
+pub fn handle(
+    broker: &Arc<Broker>,
+    req: MetadataRequest,
+    version: i16,
+    advertised: (String, i32),
+    access: &Access,
+) -> MetadataResponse {
     let node = BrokerId(broker.config.node_id);
     // v0 sends an empty list for "all topics"; v1+ sends null for all and [] for none.
     let requested: Option<Vec<String>> = match req.topics {
@@ -33,14 +44,22 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Metad
             .topics
             .list()
             .iter()
+            .filter(|t| access.allows(Operation::Describe, &t.name))
             .map(|t| describe(t, node, version))
             .collect(),
         Some(names) => names
             .iter()
-            .map(|name| lookup(broker, name, allow_create, node, version))
+            .map(|name| {
+                if !access.allows(Operation::Describe, name) {
+                    tracing::info!(user = access.name(), topic = %name, "Metadata refused: no permission on the topic");
+                    return failed(name, ResponseError::TopicAuthorizationFailed);
+                }
+                let may_create = allow_create && access.allows(Operation::Write, name);
+                lookup(broker, name, may_create, node, version)
+            })
             .collect(),
     };
-    let (host, port) = broker.advertised();
+    let (host, port) = advertised;
     MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(node)
@@ -58,20 +77,16 @@ fn lookup(
     node: BrokerId,
     version: i16,
 ) -> MetadataResponseTopic {
-    let failed = |error: ResponseError| {
-        MetadataResponseTopic::default()
-            .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
-            .with_error_code(error.code())
-    };
+    let fail = |error: ResponseError| failed(name, error);
     if let Err(e) = validate_topic_name(name) {
         tracing::info!("metadata request for an invalid topic name: {e}");
-        return failed(ResponseError::InvalidTopicException);
+        return fail(ResponseError::InvalidTopicException);
     }
     if let Some(topic) = broker.topics.get(name) {
         return describe(&topic, node, version);
     }
     if !(allow_create && broker.config.auto_create_topics) {
-        return failed(ResponseError::UnknownTopicOrPartition);
+        return fail(ResponseError::UnknownTopicOrPartition);
     }
     match broker.create_topic(name, broker.config.default_partitions, Default::default()) {
         Ok(topic) => describe(&topic, node, version),
@@ -79,14 +94,20 @@ fn lookup(
         Err(e) if e.kafka_error() == ResponseError::TopicAlreadyExists => {
             match broker.topics.get(name) {
                 Some(topic) => describe(&topic, node, version),
-                None => failed(ResponseError::LeaderNotAvailable),
+                None => fail(ResponseError::LeaderNotAvailable),
             }
         }
         Err(e) => {
             tracing::error!(topic = name, "auto-creating topic failed: {e}");
-            failed(e.kafka_error())
+            fail(e.kafka_error())
         }
     }
+}
+
+fn failed(name: &str, error: ResponseError) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
+        .with_error_code(error.code())
 }
 
 fn describe(topic: &Topic, node: BrokerId, version: i16) -> MetadataResponseTopic {

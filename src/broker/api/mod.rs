@@ -4,23 +4,34 @@
 
 mod admin;
 mod api_versions;
+pub mod authorize;
 mod fetch;
 mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
 mod producer_id;
+mod sasl;
 #[cfg(test)]
 mod tests;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, DeleteGroupsResponse, DescribeGroupsResponse, HeartbeatResponse,
+    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse, ProducerId,
+    RequestHeader, RequestKind, ResponseHeader, SyncGroupResponse,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+use kafka_protocol::ResponseError;
 
+use crate::broker::auth::Operation;
+use crate::broker::session::Session;
 use crate::broker::Broker;
+use authorize::Access;
 
 /// The APIs rill serves and their version ranges. The low ends are low enough for librdkafka
 /// 2.0 (Debian's kcat 1.7); the high ends stop before versions that need features rill does not
@@ -45,6 +56,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
+    // Advertised on SASL listeners only (see api_versions).
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 fn supported_range(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -63,10 +77,19 @@ pub enum Reply {
     Nothing,
     /// Close the connection: the request cannot be answered (Kafka does the same), logged with why.
     Close(String),
+    /// Send this response, then close (a refused SASL handshake or authentication).
+    SendAndClose(BytesMut, String),
 }
 
-/// Handles one request frame (the bytes after the length prefix).
-pub async fn handle(broker: &Arc<Broker>, mut frame: Bytes, peer: SocketAddr) -> Reply {
+/// Handles one request frame (the bytes after the length prefix) of this connection.
+pub async fn handle(broker: &Arc<Broker>, mut frame: Bytes, session: &mut Session) -> Reply {
+    if session
+        .sasl
+        .as_ref()
+        .is_some_and(|s| s.expects_bare_token())
+    {
+        return sasl::bare_token(broker, session, frame).await;
+    }
     if frame.len() < 8 {
         return Reply::Close(format!(
             "request of {} bytes is shorter than a request header",
@@ -79,6 +102,20 @@ pub async fn handle(broker: &Arc<Broker>, mut frame: Bytes, peer: SocketAddr) ->
     let Ok(api_key) = ApiKey::try_from(raw_key) else {
         return Reply::Close(format!("unknown API key {raw_key}"));
     };
+    if !session.is_authenticated()
+        && !matches!(
+            api_key,
+            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        )
+    {
+        // Kafka's SaslServerAuthenticator closes the connection here too.
+        return Reply::Close(format!(
+            "{api_key:?} request before SASL authentication: only ApiVersions and SaslHandshake \
+             are served until the client authenticates (client not configured with \
+             security.protocol={}?)",
+            session.listener.protocol
+        ));
+    }
     let Some((min, max)) = supported_range(api_key) else {
         return Reply::Close(format!("{api_key:?} (key {raw_key}) is not served by rill"));
     };
@@ -112,99 +149,223 @@ pub async fn handle(broker: &Arc<Broker>, mut frame: Bytes, peer: SocketAddr) ->
         .as_ref()
         .map(|c| c.as_str())
         .unwrap_or_default();
+    let access = session.access();
+    let advertised = session.listener.advertised.clone();
     match request {
-        RequestKind::ApiVersions(_) => encode(id, api_key, version, &api_versions::handle()),
+        RequestKind::ApiVersions(_) => encode(
+            id,
+            api_key,
+            version,
+            &api_versions::handle(session.sasl.is_some()),
+        ),
+        RequestKind::SaslHandshake(req) => sasl::handshake(broker, session, req, id, version),
+        RequestKind::SaslAuthenticate(req) => {
+            sasl::authenticate(broker, session, req, id, version).await
+        }
         RequestKind::Metadata(req) => encode(
             id,
             api_key,
             version,
-            &metadata::handle(broker, req, version),
+            &metadata::handle(broker, req, version, advertised, &access),
         ),
-        RequestKind::Produce(req) => match produce::handle(broker, req, version).await {
-            Some(resp) => encode(id, api_key, version, &resp),
-            None => Reply::Nothing,
-        },
-        RequestKind::Fetch(req) => encode(
-            id,
-            api_key,
-            version,
-            &fetch::handle(broker, req, version).await,
-        ),
-        RequestKind::ListOffsets(req) => encode(
-            id,
-            api_key,
-            version,
-            &list_offsets::handle(broker, req, version),
-        ),
-        RequestKind::CreateTopics(req) => encode(
-            id,
-            api_key,
-            version,
-            &admin::create_topics(broker, req, version),
-        ),
-        RequestKind::DeleteTopics(req) => encode(
-            id,
-            api_key,
-            version,
-            &admin::delete_topics(broker, req, version),
-        ),
-        RequestKind::DescribeConfigs(req) => encode(
-            id,
-            api_key,
-            version,
-            &admin::describe_configs(broker, req, version),
-        ),
-        RequestKind::InitProducerId(req) => {
-            encode(id, api_key, version, &producer_id::handle(broker, req))
+        RequestKind::Produce(mut req) => {
+            let denied = authorize::produce(&access, &mut req);
+            match produce::handle(broker, req, version).await {
+                Some(mut resp) => {
+                    resp.responses.extend(denied);
+                    encode(id, api_key, version, &resp)
+                }
+                None => Reply::Nothing,
+            }
         }
-        RequestKind::FindCoordinator(req) => encode(
-            id,
-            api_key,
-            version,
-            &groups::find_coordinator(broker, req, version),
-        ),
+        RequestKind::Fetch(mut req) => {
+            let denied = authorize::fetch(&access, &mut req);
+            let mut resp = fetch::handle(broker, req, version).await;
+            resp.responses.extend(denied);
+            encode(id, api_key, version, &resp)
+        }
+        RequestKind::ListOffsets(mut req) => {
+            let denied = authorize::list_offsets(&access, &mut req);
+            let mut resp = list_offsets::handle(broker, req, version);
+            resp.topics.extend(denied);
+            encode(id, api_key, version, &resp)
+        }
+        RequestKind::CreateTopics(mut req) => {
+            let denied = authorize::create_topics(&access, &mut req, version);
+            let mut resp = admin::create_topics(broker, req, version);
+            resp.topics.extend(denied);
+            encode(id, api_key, version, &resp)
+        }
+        RequestKind::DeleteTopics(mut req) => {
+            let denied = authorize::delete_topics(&access, &mut req, version);
+            let mut resp = admin::delete_topics(broker, req, version);
+            resp.responses.extend(denied);
+            encode(id, api_key, version, &resp)
+        }
+        RequestKind::DescribeConfigs(mut req) => {
+            let denied = authorize::describe_configs(&access, &mut req);
+            let mut resp = admin::describe_configs(broker, req, version);
+            resp.results.extend(denied);
+            encode(id, api_key, version, &resp)
+        }
+        RequestKind::InitProducerId(req) => {
+            let resp = if access.has_any(Operation::Write) {
+                producer_id::handle(broker, req)
+            } else {
+                tracing::info!(
+                    user = access.name(),
+                    "InitProducerId refused: no write permission on any topic"
+                );
+                InitProducerIdResponse::default()
+                    .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1)
+            };
+            encode(id, api_key, version, &resp)
+        }
+        other => {
+            let peer = session.peer;
+            group_request(
+                broker, other, &access, advertised, id, api_key, version, client_id, peer,
+            )
+            .await
+        }
+    }
+}
+
+/// The consumer-group APIs. Membership needs read permission on some topic (the group's
+/// offsets are checked per topic in OffsetCommit/OffsetFetch); DeleteGroups needs admin on `*`.
+#[allow(clippy::too_many_arguments)]
+async fn group_request(
+    broker: &Arc<Broker>,
+    request: RequestKind,
+    access: &Access,
+    advertised: (String, i32),
+    id: i32,
+    api_key: ApiKey,
+    version: i16,
+    client_id: &str,
+    peer: std::net::SocketAddr,
+) -> Reply {
+    let member = access.has_any(Operation::Read);
+    let denied = ResponseError::GroupAuthorizationFailed.code();
+    if !member {
+        tracing::info!(
+            user = access.name(),
+            "{api_key:?} refused: consumer groups need read permission on some topic"
+        );
+    }
+    match request {
+        RequestKind::FindCoordinator(req) => {
+            let resp = if member {
+                groups::find_coordinator(broker, req, version, advertised)
+            } else {
+                Default::default()
+            };
+            let resp = if member {
+                resp
+            } else {
+                resp.with_error_code(denied)
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+            };
+            encode(id, api_key, version, &resp)
+        }
         RequestKind::JoinGroup(req) => {
-            let resp = groups::join_group(broker, req, version, client_id, peer).await;
+            let resp = if member {
+                groups::join_group(broker, req, version, client_id, peer).await
+            } else {
+                JoinGroupResponse::default()
+                    .with_error_code(denied)
+                    .with_generation_id(-1)
+            };
             encode(id, api_key, version, &resp)
         }
         RequestKind::SyncGroup(req) => {
-            encode(id, api_key, version, &groups::sync_group(broker, req).await)
+            let resp = if member {
+                groups::sync_group(broker, req).await
+            } else {
+                SyncGroupResponse::default().with_error_code(denied)
+            };
+            encode(id, api_key, version, &resp)
         }
         RequestKind::Heartbeat(req) => {
-            encode(id, api_key, version, &groups::heartbeat(broker, req))
+            let resp = if member {
+                groups::heartbeat(broker, req)
+            } else {
+                HeartbeatResponse::default().with_error_code(denied)
+            };
+            encode(id, api_key, version, &resp)
         }
-        RequestKind::LeaveGroup(req) => encode(
-            id,
-            api_key,
-            version,
-            &groups::leave_group(broker, req, version),
-        ),
-        RequestKind::OffsetCommit(req) => encode(
-            id,
-            api_key,
-            version,
-            &groups::offset_commit(broker, req, version),
-        ),
-        RequestKind::OffsetFetch(req) => encode(
-            id,
-            api_key,
-            version,
-            &groups::offset_fetch(broker, req, version),
-        ),
-        RequestKind::ListGroups(req) => encode(
-            id,
-            api_key,
-            version,
-            &groups::list_groups(broker, req, version),
-        ),
-        RequestKind::DescribeGroups(req) => encode(
-            id,
-            api_key,
-            version,
-            &groups::describe_groups(broker, req, version),
-        ),
+        RequestKind::LeaveGroup(req) => {
+            let resp = if member {
+                groups::leave_group(broker, req, version)
+            } else {
+                LeaveGroupResponse::default().with_error_code(denied)
+            };
+            encode(id, api_key, version, &resp)
+        }
+        RequestKind::OffsetCommit(mut req) => {
+            let topics = authorize::offset_commit(access, &mut req);
+            let mut resp = groups::offset_commit(broker, req, version);
+            resp.topics.extend(topics);
+            encode(id, api_key, version, &resp)
+        }
+        RequestKind::OffsetFetch(mut req) => {
+            let all = req.topics.is_none();
+            let topics = authorize::offset_fetch(access, &mut req);
+            let mut resp = groups::offset_fetch(broker, req, version);
+            if all {
+                authorize::readable_offsets(access, &mut resp.topics);
+            }
+            resp.topics.extend(topics);
+            encode(id, api_key, version, &resp)
+        }
+        RequestKind::ListGroups(req) => {
+            let resp = if member {
+                groups::list_groups(broker, req, version)
+            } else {
+                ListGroupsResponse::default()
+            };
+            encode(id, api_key, version, &resp)
+        }
+        RequestKind::DescribeGroups(req) => {
+            let resp = if member {
+                groups::describe_groups(broker, req, version)
+            } else {
+                let groups = req
+                    .groups
+                    .into_iter()
+                    .map(|g| {
+                        DescribedGroup::default()
+                            .with_group_id(g)
+                            .with_error_code(denied)
+                    })
+                    .collect();
+                DescribeGroupsResponse::default().with_groups(groups)
+            };
+            encode(id, api_key, version, &resp)
+        }
         RequestKind::DeleteGroups(req) => {
-            encode(id, api_key, version, &groups::delete_groups(broker, req))
+            let resp = if access.is_cluster_admin() {
+                groups::delete_groups(broker, req)
+            } else {
+                tracing::info!(
+                    user = access.name(),
+                    "DeleteGroups refused: needs admin = [\"*\"]"
+                );
+                let results = req
+                    .groups_names
+                    .into_iter()
+                    .map(|g| {
+                        DeletableGroupResult::default()
+                            .with_group_id(g)
+                            .with_error_code(denied)
+                    })
+                    .collect();
+                DeleteGroupsResponse::default().with_results(results)
+            };
+            encode(id, api_key, version, &resp)
         }
         _ => Reply::Close(format!("no handler for {api_key:?}")),
     }

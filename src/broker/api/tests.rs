@@ -23,7 +23,11 @@ use crate::config::BrokerConfig;
 
 /// The request handler as a connection from this peer calls it.
 async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Reply {
-    super::handle(broker, frame, "127.0.0.1:40000".parse().expect("addr")).await
+    let mut session = crate::broker::session::Session::plaintext(
+        "127.0.0.1:40000".parse().expect("addr"),
+        broker.advertised(),
+    );
+    super::handle(broker, frame, &mut session).await
 }
 
 fn open_broker() -> (tempfile::TempDir, Arc<Broker>) {
