@@ -23,6 +23,10 @@ const DEFAULT_MULTILINE_TIMEOUT_MS: u64 = 1000;
 const DEFAULT_METRICS_INTERVAL_MS: u64 = 10_000;
 /// Shorter metric intervals would make the sampler itself a noticeable CPU cost.
 const MIN_METRICS_INTERVAL_MS: u64 = 100;
+/// Default cap on the on-disk spool.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// The spool must hold at least a couple of its segments and a full in-flight window.
+const MIN_SPOOL_MAX_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A configuration error, located in its file.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +82,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub files: Vec<FileRule>,
     pub metrics: MetricsConfig,
+    /// Cap on the on-disk spool in `data_dir/spool`; when full, tailing pauses.
+    pub spool_max_bytes: u64,
+    /// `[kafka]`: librdkafka settings passed through as given (security, compression...).
+    pub kafka: Vec<(String, String)>,
 }
 
 /// One `[[files]]` section: which files to tail and how.
@@ -125,6 +133,8 @@ struct RawConfig {
     #[serde(default)]
     files: Vec<RawFiles>,
     metrics: Option<RawMetrics>,
+    spool_max_bytes: Option<Spanned<u64>>,
+    kafka: Option<std::collections::BTreeMap<String, Spanned<toml::Value>>>,
 }
 
 #[derive(Deserialize)]
@@ -295,14 +305,70 @@ impl Config {
             }
         };
 
+        let spool_max_bytes = match raw.spool_max_bytes {
+            None => DEFAULT_SPOOL_MAX_BYTES,
+            Some(b) if *b.get_ref() < MIN_SPOOL_MAX_BYTES => {
+                return Err(loc.error(
+                    b.span(),
+                    "spool_max_bytes",
+                    format!("must be at least {MIN_SPOOL_MAX_BYTES} (16 MiB)"),
+                ));
+            }
+            Some(b) => *b.get_ref(),
+        };
+
+        let kafka = raw
+            .kafka
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| kafka_setting(&loc, k, v))
+            .collect::<Result<Vec<_>, _>>()?;
+
         Ok(Config {
             brokers,
             host,
             data_dir,
             files,
             metrics,
+            spool_max_bytes,
+            kafka,
         })
     }
+}
+
+/// One `[kafka]` entry: a string, a key librdkafka knows with a value it accepts, and not
+/// one of the settings the agent's no-loss promise rests on.
+fn kafka_setting(
+    loc: &Locator<'_>,
+    key: String,
+    value: Spanned<toml::Value>,
+) -> Result<(String, String), ConfigError> {
+    let span = value.span();
+    let name = format!("kafka.{key}");
+    let toml::Value::String(text) = value.into_inner() else {
+        return Err(loc.error(
+            span,
+            name,
+            "must be a string, as librdkafka takes it (e.g. \"5000\", \"true\")",
+        ));
+    };
+    if crate::publisher::RESERVED_KAFKA_KEYS.contains(&key.as_str()) {
+        let hint = if key == "bootstrap.servers" || key == "metadata.broker.list" {
+            "set `brokers` instead"
+        } else {
+            "the agent sets it itself: at-least-once delivery depends on it"
+        };
+        return Err(loc.error(span, name, format!("cannot be set here: {hint}")));
+    }
+    // librdkafka checks each property and value as it is set: ask it now, so a typo is
+    // reported with its line instead of failing at start-up.
+    if let Err(e) = rdkafka::ClientConfig::new()
+        .set(&key, &text)
+        .create_native_config()
+    {
+        return Err(loc.error(span, name, format!("rejected by librdkafka: {e}")));
+    }
+    Ok((key, text))
 }
 
 fn validate_brokers(brokers: &str) -> Result<(), String> {

@@ -97,6 +97,7 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
+    agent::raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         // The agent must stay light: the tailer has its own thread; two workers carry the
         // publisher, acknowledgements and metrics.
@@ -121,6 +122,8 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                 }
             }
         });
-        agent::run(path, config, rx).await.context("agent failed")
+        agent::run(Some(path), config, rx)
+            .await
+            .context("agent failed")
     })
 }

@@ -67,7 +67,7 @@ pub struct TailerSetup {
     /// True when no checkpoints existed: the agent's first start, where `read_from` applies.
     pub first_start: bool,
     pub stats: Arc<AgentStats>,
-    pub out: tokio::sync::mpsc::Sender<Vec<Outgoing>>,
+    pub out: std::sync::mpsc::SyncSender<Vec<Outgoing>>,
     pub control: Receiver<Control>,
     /// A sender for the same channel, given to inotify.
     pub control_tx: Sender<Control>,
@@ -86,7 +86,7 @@ pub struct Tailer {
     first_scan_done: bool,
     store: Arc<CheckpointStore>,
     stats: Arc<AgentStats>,
-    out: tokio::sync::mpsc::Sender<Vec<Outgoing>>,
+    out: std::sync::mpsc::SyncSender<Vec<Outgoing>>,
     batch: Vec<Outgoing>,
     control: Receiver<Control>,
     control_tx: Sender<Control>,
@@ -461,7 +461,7 @@ impl Tailer {
         }
         let batch = std::mem::take(&mut self.batch);
         // Blocks while the publisher is behind: that is the backpressure.
-        self.out.blocking_send(batch).map_err(|_| Stopped)
+        self.out.send(batch).map_err(|_| Stopped)
     }
 
     /// A truncated file (copytruncate) is tailed again from byte 0 under a new watch, so
