@@ -495,17 +495,26 @@ fn agent_waits_out_a_broker_outage_without_loss() {
     want.extend(l);
     let recs = wait_for_lines(&addr, &want, Duration::from_secs(90), &agent);
 
-    // Order kept: one file, one key, one partition, offsets in write order.
-    let ours: Vec<&Rec> = recs
-        .iter()
-        .filter(|r| r.line().starts_with("down"))
+    // Order kept: one file, one key, one partition; each line's first delivery comes in
+    // write order (a line may come twice: at-least-once).
+    let key = format!("testhost:{}", app.display());
+    let got: Vec<&str> = first_deliveries(&recs, &key)
+        .into_iter()
+        .filter(|l| l.starts_with("down"))
         .collect();
-    for pair in ours.windows(2) {
-        assert!(pair[0].offset < pair[1].offset || pair[0].partition != pair[1].partition);
-        if pair[0].partition == pair[1].partition && pair[0].line() >= pair[1].line() {
-            panic!("order broken: {} before {}", pair[0].line(), pair[1].line());
-        }
+    let expected: Vec<String> = lines("down", 0..n).1;
+    assert_eq!(got.len(), expected.len());
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != expected[i]) {
+        panic!(
+            "order broken at {i}: {} where {} was due",
+            got[i], expected[i]
+        );
     }
+    let copies = recs.iter().filter(|r| r.key == key).count();
+    eprintln!(
+        "{copies} records for {} lines of {key}",
+        first_deliveries(&recs, &key).len()
+    );
 }
 
 #[test]
@@ -627,4 +636,221 @@ fn check_config_validates_and_names_file_line_and_key() {
         .output()
         .expect("run");
     assert!(!out.status.success());
+}
+
+/// The saved checkpoint offsets by path (`data_dir/checkpoints.json`).
+fn checkpoints(data_dir: &Path) -> HashMap<PathBuf, u64> {
+    let Ok(text) = fs::read_to_string(data_dir.join("checkpoints.json")) else {
+        return HashMap::new();
+    };
+    let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    json["files"]
+        .as_array()
+        .map(|files| {
+            files
+                .iter()
+                .map(|f| {
+                    (
+                        PathBuf::from(f["path"].as_str().unwrap_or_default()),
+                        f["offset"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Bytes in the agent's spool segments.
+fn spool_bytes(data_dir: &Path) -> u64 {
+    fs::read_dir(data_dir.join("spool"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until `path`'s checkpoint covers its whole length: every line of it is safe
+/// (acknowledged, or fsynced in the spool).
+fn wait_until_safe(data_dir: &Path, path: &Path, agent: &Agent, timeout: Duration) {
+    let len = fs::metadata(path).expect("stat").len();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if checkpoints(data_dir).get(path).copied() == Some(len) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never became safe (checkpoint {:?} of {len} bytes)\nagent log:\n{}",
+            path.display(),
+            checkpoints(data_dir).get(path),
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The lines of one key in partition order, each at its first delivery (duplicates of
+/// at-least-once delivery dropped).
+fn first_deliveries<'a>(recs: &'a [Rec], key: &str) -> Vec<&'a str> {
+    let mut ours: Vec<&Rec> = recs.iter().filter(|r| r.key == key).collect();
+    ours.sort_by_key(|r| (r.partition, r.offset));
+    let mut seen = HashSet::new();
+    ours.into_iter()
+        .map(Rec::line)
+        .filter(|l| seen.insert(*l))
+        .collect()
+}
+
+#[test]
+fn spooled_lines_survive_rotation_deletion_and_sigkill_during_an_outage() {
+    let mut broker = Broker::start();
+    let addr = broker.addr();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = dir.path().join("svc.log");
+    let data_dir = dir.path().join("agent-data");
+    File::create(&app).expect("create");
+    let files = format!(
+        "[[files]]\ninclude = [\"{}\"]\nread_from = \"beginning\"\n",
+        app.display()
+    );
+    let config = write_config(dir.path(), &addr, &files, 0);
+    let mut agent = Agent::start(&config);
+    let mut order = Vec::new();
+    let (text, l) = lines("up", 0..200);
+    append(&app, &text);
+    order.extend(l);
+    wait_for_lines(
+        &addr,
+        &order.iter().cloned().collect(),
+        Duration::from_secs(60),
+        &agent,
+    );
+
+    broker.stop();
+    // Lines written during the outage reach the spool (after the 5 s delivery timeout)...
+    let (text, l) = lines("rotated", 0..3000);
+    append(&app, &text);
+    order.extend(l);
+    wait_until_safe(&data_dir, &app, &agent, Duration::from_secs(40));
+    assert!(spool_bytes(&data_dir) > 0, "nothing spooled");
+    // ...so the file can be rotated away and deleted: the spool is the only copy left.
+    let rotated = dir.path().join("svc.log.1");
+    fs::rename(&app, &rotated).expect("rotate");
+    let (text, l) = lines("fresh", 0..500);
+    append(&app, &text);
+    order.extend(l);
+    wait_until_safe(&data_dir, &app, &agent, Duration::from_secs(40));
+    fs::remove_file(&rotated).expect("delete rotated file");
+    // And the agent dies without a chance to flush anything.
+    agent.kill_9();
+    agent.spawn();
+    let (text, l) = lines("after-kill", 0..300);
+    append(&app, &text);
+    order.extend(l);
+    std::thread::sleep(Duration::from_secs(2));
+    broker.restart();
+
+    let want: HashSet<String> = order.iter().cloned().collect();
+    let recs = wait_for_lines(&addr, &want, Duration::from_secs(90), &agent);
+    // Order per file: the rotated file and its successor share the source (the path they
+    // were read at), so their lines form one ordered stream.
+    let key = format!("testhost:{}", app.display());
+    let got = first_deliveries(&recs, &key);
+    let expected: Vec<&str> = order.iter().map(String::as_str).collect();
+    assert_eq!(got.len(), expected.len(), "lines of {key}");
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != expected[i]) {
+        panic!(
+            "order broken at {i}: got {:?}, expected {:?}",
+            &got[i..(i + 3).min(got.len())],
+            &expected[i..(i + 3).min(expected.len())]
+        );
+    }
+    agent.stop();
+    assert_eq!(spool_bytes(&data_dir), 0, "spool not drained");
+}
+
+#[test]
+fn a_full_spool_pauses_tailing_and_loses_nothing() {
+    const CAP: u64 = 16 * 1024 * 1024;
+    let mut broker = Broker::start();
+    let addr = broker.addr();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = dir.path().join("big.log");
+    let data_dir = dir.path().join("agent-data");
+    File::create(&app).expect("create");
+    let files = format!(
+        "spool_max_bytes = {CAP}\n[[files]]\ninclude = [\"{}\"]\nread_from = \"beginning\"\n",
+        app.display()
+    );
+    let config = write_config(dir.path(), &addr, &files, 0);
+    let agent = Agent::start(&config);
+    let (text, first) = lines("warm", 0..10);
+    append(&app, &text);
+    wait_for_lines(
+        &addr,
+        &first.iter().cloned().collect(),
+        Duration::from_secs(60),
+        &agent,
+    );
+
+    broker.stop();
+    // About 24 MB of lines: their records (JSON, key, headers) need well over the cap.
+    let mut order = first;
+    for chunk in 0..20 {
+        let (text, l) = lines(&format!("bulk{chunk:02}"), 0..6000);
+        append(
+            &app,
+            &text.replace('\n', &format!(" {}\n", "x".repeat(120))),
+        );
+        order.extend(l.into_iter().map(|s| format!("{s} {}", "x".repeat(120))));
+    }
+    let len = fs::metadata(&app).expect("stat").len();
+    // The spool fills, then stays put: tailing paused, the rest waits in the file.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = (0, 0);
+    let mut stable_since = Instant::now();
+    loop {
+        let now = (
+            spool_bytes(&data_dir),
+            checkpoints(&data_dir).get(&app).copied().unwrap_or(0),
+        );
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        } else if now.0 >= CAP && stable_since.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "spool never filled and settled: {now:?}\nagent log:\n{}",
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (spooled, safe) = last;
+    // Over the cap by at most what librdkafka held plus one batch from the tailer.
+    assert!(
+        spooled <= CAP + 12 * 1024 * 1024,
+        "spool grew to {spooled} bytes"
+    );
+    assert!(
+        safe < len,
+        "tailing did not pause: checkpoint {safe} of {len}"
+    );
+    assert!(
+        agent.log_text().contains("spool full"),
+        "{}",
+        agent.log_text()
+    );
+
+    broker.restart();
+    let want: HashSet<String> = order.iter().cloned().collect();
+    let recs = wait_for_lines(&addr, &want, Duration::from_secs(120), &agent);
+    let key = format!("testhost:{}", app.display());
+    let got = first_deliveries(&recs, &key);
+    let expected: Vec<&str> = order.iter().map(String::as_str).collect();
+    assert!(got == expected, "order per file broken");
 }

@@ -104,16 +104,21 @@ pub fn create_producer(
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("compression.type", "lz4")
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "100000")
-        .set("batch.size", "4000000")
+        .set("linger.ms", "10")
+        .set("batch.num.messages", "4096")
+        .set("batch.size", "1000000")
+        // Kafka's Java client's partitioner, so a key lands where other producers put it;
+        // also cheaper per record than librdkafka's default CRC32 one.
+        .set("partitioner", "murmur2_random")
         .set(
             "message.timeout.ms",
             DELIVERY_TIMEOUT.as_millis().to_string(),
         )
         .set("message.max.bytes", MAX_RECORD_BYTES.to_string())
-        .set("queue.buffering.max.messages", "100000")
-        .set("queue.buffering.max.kbytes", "16384")
+        // What librdkafka holds, at most: enough for a few batches in flight at full speed,
+        // small enough for the agent's memory budget (a queued record costs ~0.5 KB).
+        .set("queue.buffering.max.messages", "8192")
+        .set("queue.buffering.max.kbytes", "2048")
         // librdkafka's own timers: fewer wake-ups while idle.
         .set("statistics.interval.ms", "0")
         .set("topic.metadata.refresh.interval.ms", "300000")
@@ -181,6 +186,10 @@ impl DrainWindow {
 /// librdkafka's log lines.
 pub struct DeliveryContext {
     shared: Arc<Mutex<Shared>>,
+    /// Set by a failed delivery (other than our own purge): the sender must stop sending
+    /// and take back what librdkafka still queues, so that nothing queued after the failed
+    /// record can be delivered before it.
+    failing: Arc<AtomicBool>,
     store: Arc<CheckpointStore>,
     stats: Arc<AgentStats>,
 }
@@ -231,6 +240,15 @@ impl ProducerContext for DeliveryContext {
                 self.stats.error();
             }
             return;
+        }
+        if let Err((e, _)) = result {
+            let purged = matches!(
+                e.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+            );
+            if !purged {
+                self.failing.store(true, Ordering::Release);
+            }
         }
         let mut shared = self.lock();
         if opaque & OPAQUE_DRAIN != 0 {
@@ -293,6 +311,7 @@ pub struct Publisher {
 pub fn context(store: &Arc<CheckpointStore>, stats: &Arc<AgentStats>) -> DeliveryContext {
     DeliveryContext {
         shared: Arc::new(Mutex::new(Shared::default())),
+        failing: Arc::new(AtomicBool::new(false)),
         store: Arc::clone(store),
         stats: Arc::clone(stats),
     }
@@ -369,6 +388,7 @@ enum Mode {
 struct Sender {
     producer: Arc<AgentProducer>,
     shared: Arc<Mutex<Shared>>,
+    failing: Arc<AtomicBool>,
     host: Arc<str>,
     lines: Receiver<Vec<Outgoing>>,
     spool: Spool,
@@ -380,17 +400,20 @@ struct Sender {
     unsynced: Vec<u64>,
     /// A spool write failed (disk full): retry at this time; no lines are taken meanwhile.
     spool_retry_at: Option<Instant>,
+    /// Whether the spool was full at the last look, to log the change once.
+    spool_was_full: bool,
     /// No drain before this time (the broker was away at the last attempt).
     drain_after: Instant,
     enc: LogEncoder,
     /// The contract's `ts` of the last read time: lines of one read pass share it.
-    ts: (SystemTime, String),
+    ts: (SystemTime, String, i64),
     closed: bool,
 }
 
 impl Sender {
     fn new(setup: PublisherSetup) -> Sender {
         let shared = Arc::clone(&setup.producer.context().shared);
+        let failing = Arc::clone(&setup.producer.context().failing);
         let mode = if setup.spool.is_empty() {
             Mode::Direct
         } else {
@@ -403,6 +426,7 @@ impl Sender {
         Sender {
             producer: setup.producer,
             shared,
+            failing,
             host: setup.host,
             lines: setup.lines,
             spool: setup.spool,
@@ -412,15 +436,17 @@ impl Sender {
             mode,
             unsynced: Vec::new(),
             spool_retry_at: None,
+            spool_was_full: false,
             drain_after: Instant::now(),
             enc: LogEncoder::default(),
-            ts: (UNIX_EPOCH, record::format_ts(UNIX_EPOCH)),
+            ts: (UNIX_EPOCH, record::format_ts(UNIX_EPOCH), 0),
             closed: false,
         }
     }
 
     fn run(mut self) {
         while !self.closed {
+            self.take_back_on_failure();
             if self.mode == Mode::Direct && !lock(&self.shared).failed.is_empty() {
                 self.mode = Mode::Spooling;
             }
@@ -448,6 +474,22 @@ impl Sender {
             }
         }
         self.finish();
+    }
+
+    /// After a failed delivery: take back every record librdkafka still queues (they come
+    /// back as failed deliveries, in order, and go to the spool with the failed one). A
+    /// record queued behind a failed one must not reach the broker before it: it would if
+    /// the broker came back between their timeouts.
+    fn take_back_on_failure(&mut self) -> bool {
+        if !self.failing.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        self.producer
+            .purge(rdkafka::producer::PurgeConfig::default().queue());
+        if self.mode == Mode::Direct {
+            self.mode = Mode::Spooling;
+        }
+        true
     }
 
     fn publish_health(&self) {
@@ -483,8 +525,19 @@ impl Sender {
                 self.unsynced.push(*seq);
             }
         }
-        let spool_ok = self.sync_spool();
+        let mut spool_ok = self.sync_spool();
         self.drain();
+        if !spool_ok
+            && direct_in_flight == 0
+            && self.spool.disk_drained()
+            && lock(&self.shared).drain.entries.is_empty()
+        {
+            // The disk refuses the spool (full) and nothing older waits in it: send the
+            // held records directly rather than wait for space. If the broker is away
+            // too, they fail again and come back here.
+            self.send_held();
+            spool_ok = true;
+        }
         let clear = direct_in_flight == 0
             && spool_ok
             && self.unsynced.is_empty()
@@ -498,7 +551,19 @@ impl Sender {
             self.mode = Mode::Direct;
             return true;
         }
-        direct_in_flight == 0 && spool_ok && !self.spool.is_full()
+        let full = self.spool.is_full();
+        if full != self.spool_was_full {
+            self.spool_was_full = full;
+            if full {
+                tracing::warn!(
+                    bytes = self.spool.bytes(),
+                    "spool full: tailing paused until it drains (the lines wait in their files)"
+                );
+            } else {
+                tracing::info!("spool has room again: tailing resumes");
+            }
+        }
+        direct_in_flight == 0 && spool_ok && !full
     }
 
     /// Writes and fsyncs appended records, then marks them safe. False while the spool
@@ -531,6 +596,35 @@ impl Sender {
                 self.stats.error();
                 self.spool_retry_at = Some(Instant::now() + SPOOL_RETRY);
                 false
+            }
+        }
+    }
+
+    /// Sends the records the spool could not write straight to the producer, under their
+    /// own sequence numbers (so their acknowledgement makes them safe).
+    fn send_held(&mut self) {
+        let records = self.spool.take_pending();
+        let seqs = std::mem::take(&mut self.unsynced);
+        lock(&self.shared).direct_in_flight += records.len() as u64;
+        for (rec, seq) in records.into_iter().zip(seqs) {
+            while let Err(e) = self.enqueue(base_record(&rec, seq as usize)) {
+                tracing::warn!(error = %e, "cannot enqueue a held record; retrying");
+                self.stats.error();
+                std::thread::sleep(SPOOL_RETRY);
+            }
+        }
+    }
+
+    /// Hands a record to librdkafka, waiting while its queue is full.
+    fn enqueue(&self, mut record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), KafkaError> {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(QUEUE_FULL_WAIT);
+                }
+                Err((e, _)) => return Err(e),
             }
         }
     }
@@ -574,6 +668,9 @@ impl Sender {
             return;
         }
         loop {
+            if self.take_back_on_failure() {
+                return;
+            }
             if lock(&self.shared).drain.entries.len() >= DRAIN_WINDOW {
                 return;
             }
@@ -589,33 +686,11 @@ impl Sender {
                 }
             };
             let seq = lock(&self.shared).drain.push(pos);
-            let opaque = OPAQUE_DRAIN | seq as usize;
-            let mut headers = OwnedHeaders::new_with_capacity(rec.headers.len());
-            for (k, v) in &rec.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v),
-                });
-            }
-            let mut record = BaseRecord::with_opaque_to(&rec.topic, opaque)
-                .key(&rec.key)
-                .payload(&rec.value)
-                .headers(headers)
-                .timestamp(rec.timestamp);
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                        record = r;
-                        std::thread::sleep(QUEUE_FULL_WAIT);
-                    }
-                    Err((e, _)) => {
-                        tracing::warn!(error = %e, "cannot enqueue a spooled record; retrying");
-                        self.stats.error();
-                        lock(&self.shared).drain.report(seq, false);
-                        return;
-                    }
-                }
+            if let Err(e) = self.enqueue(base_record(&rec, OPAQUE_DRAIN | seq as usize)) {
+                tracing::warn!(error = %e, "cannot enqueue a spooled record; retrying");
+                self.stats.error();
+                lock(&self.shared).drain.report(seq, false);
+                return;
             }
         }
     }
@@ -635,6 +710,10 @@ impl Sender {
         };
         for (i, out) in batch.iter().enumerate() {
             let seq = first_seq + i as u64;
+            if self.failing.load(Ordering::Relaxed) && self.take_back_on_failure() {
+                self.divert(&batch[i..], seq);
+                return;
+            }
             self.refresh_ts(out.read_at);
             self.enc.encode(&self.host, out, &self.ts.1);
             let level = self.enc.level;
@@ -658,7 +737,7 @@ impl Sender {
                     .key(self.enc.key())
                     .payload(self.enc.value())
                     .headers(headers)
-                    .timestamp(record::unix_millis(out.read_at));
+                    .timestamp(self.ts.2);
                 let err = match self.producer.send(record) {
                     Ok(()) => break,
                     Err((e, _)) => e,
@@ -670,24 +749,27 @@ impl Sender {
                     tracing::warn!(error = %err, topic = %out.topic, "cannot enqueue record; retrying");
                     self.stats.error();
                 }
-                let mut s = lock(&self.shared);
-                if !s.failed.is_empty() {
-                    // The broker is away: this line and the rest of the batch join the
-                    // failed ones, in order, bound for the spool.
-                    s.direct_in_flight -= (batch.len() - i) as u64;
-                    for (j, out) in batch.iter().enumerate().skip(i) {
-                        if self.ts.0 != out.read_at {
-                            self.ts = (out.read_at, record::format_ts(out.read_at));
-                        }
-                        let rec = self.enc.spool_record(&self.host, out, &self.ts.1);
-                        s.failed.push((first_seq + j as u64, rec));
-                    }
+                if self.take_back_on_failure() {
+                    self.divert(&batch[i..], seq);
                     return;
                 }
-                drop(s);
                 std::thread::sleep(QUEUE_FULL_WAIT);
             }
         }
+    }
+
+    /// The broker is away: these lines (numbered from `first_seq`, counted in flight but
+    /// not sent) join the failed ones, bound for the spool in order.
+    fn divert(&mut self, lines: &[Outgoing], first_seq: u64) {
+        let mut failed = Vec::with_capacity(lines.len());
+        for (j, out) in lines.iter().enumerate() {
+            self.refresh_ts(out.read_at);
+            let rec = self.enc.spool_record(&self.host, out, &self.ts.1);
+            failed.push((first_seq + j as u64, rec));
+        }
+        let mut s = lock(&self.shared);
+        s.direct_in_flight -= lines.len() as u64;
+        s.failed.extend(failed);
     }
 
     /// Appends a batch to the spool and fsyncs it; its lines are safe once written.
@@ -709,7 +791,7 @@ impl Sender {
 
     fn refresh_ts(&mut self, at: SystemTime) {
         if self.ts.0 != at {
-            self.ts = (at, record::format_ts(at));
+            self.ts = (at, record::format_ts(at), record::unix_millis(at));
         }
     }
 
@@ -752,6 +834,22 @@ impl Sender {
         lock(&self.shared).window.report(&self.store);
         self.publish_health();
     }
+}
+
+/// The producer record of a spooled record.
+fn base_record(rec: &SpoolRecord, opaque: usize) -> BaseRecord<'_, [u8], [u8], usize> {
+    let mut headers = OwnedHeaders::new_with_capacity(rec.headers.len());
+    for (k, v) in &rec.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v),
+        });
+    }
+    BaseRecord::with_opaque_to(&rec.topic, opaque)
+        .key(rec.key.as_slice())
+        .payload(rec.value.as_slice())
+        .headers(headers)
+        .timestamp(rec.timestamp)
 }
 
 /// Reused buffers for the `logs` record of one line: the key and the JSON value, written

@@ -38,7 +38,7 @@ pub const ROTATE_WAIT: Duration = Duration::from_secs(5);
 /// Bytes read from one file per pass, so one busy file cannot starve the others.
 const READ_BUDGET: usize = 256 * 1024;
 /// Lines per batch sent to the publisher.
-const BATCH_LINES: usize = 4096;
+const BATCH_LINES: usize = 2048;
 
 /// Messages to the tailer thread.
 pub enum Control {
@@ -128,6 +128,7 @@ impl Tailer {
         self.set_watches();
         let now = Instant::now();
         self.rescan(now);
+        self.recover_rotated(now);
         self.first_scan_done = true;
         // Saved checkpoints no file claimed belong to files that are gone.
         self.store.drop_unclaimed();
@@ -315,6 +316,62 @@ impl Tailer {
         self.stats
             .files_watched
             .store(self.watchers.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Finds files with a saved checkpoint that no glob matches any more: rotated (renamed)
+    /// while the agent was down, e.g. killed in the middle of a rotation. Rotation renames
+    /// within a directory, so the checkpoint's directory is searched for the same file
+    /// (device, inode and first bytes); found, it is drained from its checkpoint under its
+    /// old source, then released like any rotated-away file.
+    fn recover_rotated(&mut self, now: Instant) {
+        for cp in self.store.unclaimed() {
+            let Some(dir) = cp.path.parent() else {
+                continue;
+            };
+            let Some(rule) = paths::rule_for(&self.rules, &cp.path) else {
+                continue;
+            };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let found = entries.filter_map(Result::ok).find(|e| {
+                e.metadata()
+                    .is_ok_and(|m| m.is_file() && FileId::of(&m) == cp.file)
+            });
+            let Some(entry) = found else {
+                continue;
+            };
+            let path = entry.path();
+            let opened = match File::open(&path).and_then(OpenedFile::new) {
+                Ok(o) if o.id == cp.file => o,
+                _ => continue,
+            };
+            if !matches!(cp.fingerprint.matches(&opened.file), Ok(true)) || opened.len < cp.offset {
+                continue;
+            }
+            let Some(rule_def) = self.rules.get(rule) else {
+                continue;
+            };
+            self.store.claim(cp.file);
+            let watch = self.next_watch;
+            self.next_watch += 1;
+            tracing::info!(path = %path.display(), was = %cp.path.display(), offset = cp.offset, "found a file rotated while the agent was down; draining it");
+            self.store.register(
+                watch,
+                Checkpoint {
+                    path: path.clone(),
+                    ..cp.clone()
+                },
+            );
+            let topic: Arc<str> = Arc::from(rule_def.topic.as_str());
+            let mut watcher =
+                FileWatcher::new(watch, cp.path.clone(), topic, rule_def, opened, cp.offset);
+            watcher.path = path;
+            watcher.orphaned_since = Some(now);
+            self.by_file.insert(watcher.file_id, watch);
+            self.watchers.insert(watch, watcher);
+            self.dirty.insert(watch);
+        }
     }
 
     /// Starts tailing a newly matched file; decides where to start reading.
