@@ -462,59 +462,47 @@ fn agent_ships_every_line_through_rotation_kill_and_junk() {
 
 #[test]
 fn agent_waits_out_a_broker_outage_without_loss() {
-    let mut broker = Broker::start();
-    let addr = broker.addr();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = dir.path().join("svc.log");
-    File::create(&app).expect("create");
-    let files = format!(
-        "[[files]]\ninclude = [\"{}\"]\nread_from = \"beginning\"\n",
-        app.display()
-    );
-    let config = write_config(dir.path(), &addr, &files, 0);
-    let agent = Agent::start(&config);
-    let mut want = HashSet::new();
-    let (text, l) = lines("up", 0..500);
-    append(&app, &text);
-    want.extend(l);
-    wait_for_lines(&addr, &want, Duration::from_secs(60), &agent);
+    outage_without_loss(Duration::from_secs(30), 200, Duration::from_millis(500), 0);
+}
+
+/// The broker goes away for `down` while the file gets `burst` lines every `every`, then
+/// returns: every line arrives, and each line's first delivery comes in write order (a
+/// line may come twice: at-least-once).
+fn outage_without_loss(down: Duration, burst: usize, every: Duration, metrics_ms: u64) {
+    let OneFile {
+        mut broker,
+        addr,
+        dir: _dir,
+        app,
+        agent,
+        mut order,
+        ..
+    } = one_file("svc.log", "", metrics_ms);
 
     broker.stop();
-    let down = Instant::now();
+    let stopped = Instant::now();
     let mut n = 0;
-    while down.elapsed() < Duration::from_secs(30) {
-        let (text, l) = lines("down", n..n + 200);
+    while stopped.elapsed() < down {
+        let (text, l) = lines("down", n..n + burst);
         append(&app, &text);
-        want.extend(l);
-        n += 200;
-        std::thread::sleep(Duration::from_millis(500));
+        order.extend(l);
+        n += burst;
+        std::thread::sleep(every);
     }
     broker.restart();
     let (text, l) = lines("back", 0..500);
     append(&app, &text);
-    want.extend(l);
-    let recs = wait_for_lines(&addr, &want, Duration::from_secs(90), &agent);
-
-    // Order kept: one file, one key, one partition; each line's first delivery comes in
-    // write order (a line may come twice: at-least-once).
-    let key = format!("testhost:{}", app.display());
-    let got: Vec<&str> = first_deliveries(&recs, &key)
-        .into_iter()
-        .filter(|l| l.starts_with("down"))
-        .collect();
-    let expected: Vec<String> = lines("down", 0..n).1;
-    assert_eq!(got.len(), expected.len());
-    if let Some(i) = (0..got.len()).find(|&i| got[i] != expected[i]) {
-        panic!(
-            "order broken at {i}: {} where {} was due",
-            got[i], expected[i]
-        );
-    }
-    let copies = recs.iter().filter(|r| r.key == key).count();
-    eprintln!(
-        "{copies} records for {} lines of {key}",
-        first_deliveries(&recs, &key).len()
+    order.extend(l);
+    let recs = wait_for_lines(
+        &addr,
+        &order.iter().cloned().collect(),
+        Duration::from_secs(90),
+        &agent,
     );
+    assert_file_order(&recs, &app, &order);
+    let key = format!("testhost:{}", app.display());
+    let copies = recs.iter().filter(|r| r.key == key).count();
+    eprintln!("{copies} records for {} lines of {key}", order.len());
 }
 
 #[test]
@@ -672,6 +660,13 @@ fn spool_bytes(data_dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Appends lines `prefix-N` for N in `range` to `path`, and records them in `order`.
+fn write(path: &Path, prefix: &str, range: std::ops::Range<usize>, order: &mut Vec<String>) {
+    let (text, l) = lines(prefix, range);
+    append(path, &text);
+    order.extend(l);
+}
+
 /// Waits until `path`'s checkpoint covers its whole length: every line of it is safe
 /// (acknowledged, or fsynced in the spool).
 fn wait_until_safe(data_dir: &Path, path: &Path, agent: &Agent, timeout: Duration) {
@@ -704,61 +699,57 @@ fn first_deliveries<'a>(recs: &'a [Rec], key: &str) -> Vec<&'a str> {
         .collect()
 }
 
-#[test]
-fn spooled_lines_survive_rotation_deletion_and_sigkill_during_an_outage() {
-    let mut broker = Broker::start();
+/// A broker and an agent tailing one file (`read_from = "beginning"`), with the first
+/// lines written to it already delivered.
+struct OneFile {
+    broker: Broker,
+    addr: String,
+    dir: tempfile::TempDir,
+    app: PathBuf,
+    data_dir: PathBuf,
+    agent: Agent,
+    /// The lines written so far, in order.
+    order: Vec<String>,
+}
+
+/// Starts a broker and an agent tailing `dir/NAME`; `top` goes before the `[[files]]`
+/// section (e.g. `spool_max_bytes = ...`).
+fn one_file(name: &str, top: &str, metrics_ms: u64) -> OneFile {
+    let broker = Broker::start();
     let addr = broker.addr();
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = dir.path().join("svc.log");
+    let app = dir.path().join(name);
     let data_dir = dir.path().join("agent-data");
     File::create(&app).expect("create");
     let files = format!(
-        "[[files]]\ninclude = [\"{}\"]\nread_from = \"beginning\"\n",
+        "{top}[[files]]\ninclude = [\"{}\"]\nread_from = \"beginning\"\n",
         app.display()
     );
-    let config = write_config(dir.path(), &addr, &files, 0);
-    let mut agent = Agent::start(&config);
+    let config = write_config(dir.path(), &addr, &files, metrics_ms);
+    let agent = Agent::start(&config);
     let mut order = Vec::new();
-    let (text, l) = lines("up", 0..200);
-    append(&app, &text);
-    order.extend(l);
+    write(&app, "up", 0..10, &mut order);
     wait_for_lines(
         &addr,
         &order.iter().cloned().collect(),
         Duration::from_secs(60),
         &agent,
     );
+    OneFile {
+        broker,
+        addr,
+        dir,
+        app,
+        data_dir,
+        agent,
+        order,
+    }
+}
 
-    broker.stop();
-    // Lines written during the outage reach the spool (after the 5 s delivery timeout)...
-    let (text, l) = lines("rotated", 0..3000);
-    append(&app, &text);
-    order.extend(l);
-    wait_until_safe(&data_dir, &app, &agent, Duration::from_secs(40));
-    assert!(spool_bytes(&data_dir) > 0, "nothing spooled");
-    // ...so the file can be rotated away and deleted: the spool is the only copy left.
-    let rotated = dir.path().join("svc.log.1");
-    fs::rename(&app, &rotated).expect("rotate");
-    let (text, l) = lines("fresh", 0..500);
-    append(&app, &text);
-    order.extend(l);
-    wait_until_safe(&data_dir, &app, &agent, Duration::from_secs(40));
-    fs::remove_file(&rotated).expect("delete rotated file");
-    // And the agent dies without a chance to flush anything.
-    agent.kill_9();
-    agent.spawn();
-    let (text, l) = lines("after-kill", 0..300);
-    append(&app, &text);
-    order.extend(l);
-    std::thread::sleep(Duration::from_secs(2));
-    broker.restart();
-
-    let want: HashSet<String> = order.iter().cloned().collect();
-    let recs = wait_for_lines(&addr, &want, Duration::from_secs(90), &agent);
-    // Order per file: the rotated file and its successor share the source (the path they
-    // were read at), so their lines form one ordered stream.
+/// Asserts that the first delivery of each line of `app` came in write order.
+fn assert_file_order(recs: &[Rec], app: &Path, order: &[String]) {
     let key = format!("testhost:{}", app.display());
-    let got = first_deliveries(&recs, &key);
+    let got = first_deliveries(recs, &key);
     let expected: Vec<&str> = order.iter().map(String::as_str).collect();
     assert_eq!(got.len(), expected.len(), "lines of {key}");
     if let Some(i) = (0..got.len()).find(|&i| got[i] != expected[i]) {
@@ -768,6 +759,44 @@ fn spooled_lines_survive_rotation_deletion_and_sigkill_during_an_outage() {
             &expected[i..(i + 3).min(expected.len())]
         );
     }
+}
+
+#[test]
+fn spooled_lines_survive_rotation_deletion_and_sigkill_during_an_outage() {
+    let OneFile {
+        mut broker,
+        addr,
+        dir,
+        app,
+        data_dir,
+        mut agent,
+        mut order,
+        ..
+    } = one_file("svc.log", "", 0);
+
+    broker.stop();
+    // Lines written during the outage reach the spool (after the 5 s delivery timeout)...
+    write(&app, "rotated", 0..3000, &mut order);
+    wait_until_safe(&data_dir, &app, &agent, Duration::from_secs(40));
+    assert!(spool_bytes(&data_dir) > 0, "nothing spooled");
+    // ...so the file can be rotated away and deleted: the spool is the only copy left.
+    let rotated = dir.path().join("svc.log.1");
+    fs::rename(&app, &rotated).expect("rotate");
+    write(&app, "fresh", 0..500, &mut order);
+    wait_until_safe(&data_dir, &app, &agent, Duration::from_secs(40));
+    fs::remove_file(&rotated).expect("delete rotated file");
+    // And the agent dies without a chance to flush anything.
+    agent.kill_9();
+    agent.spawn();
+    write(&app, "after-kill", 0..300, &mut order);
+    std::thread::sleep(Duration::from_secs(2));
+    broker.restart();
+
+    let want: HashSet<String> = order.iter().cloned().collect();
+    let recs = wait_for_lines(&addr, &want, Duration::from_secs(90), &agent);
+    // Order per file: the rotated file and its successor share the source (the path they
+    // were read at), so their lines form one ordered stream.
+    assert_file_order(&recs, &app, &order);
     agent.stop();
     assert_eq!(spool_bytes(&data_dir), 0, "spool not drained");
 }
@@ -775,30 +804,19 @@ fn spooled_lines_survive_rotation_deletion_and_sigkill_during_an_outage() {
 #[test]
 fn a_full_spool_pauses_tailing_and_loses_nothing() {
     const CAP: u64 = 16 * 1024 * 1024;
-    let mut broker = Broker::start();
-    let addr = broker.addr();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = dir.path().join("big.log");
-    let data_dir = dir.path().join("agent-data");
-    File::create(&app).expect("create");
-    let files = format!(
-        "spool_max_bytes = {CAP}\n[[files]]\ninclude = [\"{}\"]\nread_from = \"beginning\"\n",
-        app.display()
-    );
-    let config = write_config(dir.path(), &addr, &files, 0);
-    let agent = Agent::start(&config);
-    let (text, first) = lines("warm", 0..10);
-    append(&app, &text);
-    wait_for_lines(
-        &addr,
-        &first.iter().cloned().collect(),
-        Duration::from_secs(60),
-        &agent,
-    );
+    let OneFile {
+        mut broker,
+        addr,
+        dir: _dir,
+        app,
+        data_dir,
+        agent,
+        mut order,
+        ..
+    } = one_file("big.log", &format!("spool_max_bytes = {CAP}\n"), 0);
 
     broker.stop();
     // About 24 MB of lines: their records (JSON, key, headers) need well over the cap.
-    let mut order = first;
     for chunk in 0..20 {
         let (text, l) = lines(&format!("bulk{chunk:02}"), 0..6000);
         append(
@@ -849,8 +867,121 @@ fn a_full_spool_pauses_tailing_and_loses_nothing() {
     broker.restart();
     let want: HashSet<String> = order.iter().cloned().collect();
     let recs = wait_for_lines(&addr, &want, Duration::from_secs(120), &agent);
-    let key = format!("testhost:{}", app.display());
-    let got = first_deliveries(&recs, &key);
-    let expected: Vec<&str> = order.iter().map(String::as_str).collect();
-    assert!(got == expected, "order per file broken");
+    assert_file_order(&recs, &app, &order);
+}
+
+/// Sets the agent's soft file size limit (`ulimit -f`) in bytes; `None` lifts it. A spool
+/// write past it fails with EFBIG: to the agent, a full disk.
+fn limit_file_size(agent: &Agent, bytes: Option<u64>) {
+    let pid = agent.child.as_ref().expect("agent running").id();
+    let soft = bytes.map_or("unlimited".to_string(), |b| b.to_string());
+    let ok = Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--fsize={soft}:unlimited"))
+        .status()
+        .expect("run prlimit (util-linux)");
+    assert!(ok.success(), "prlimit failed");
+}
+
+#[test]
+fn a_spool_disk_that_fills_up_loses_nothing() {
+    let OneFile {
+        mut broker,
+        addr,
+        dir: _dir,
+        app,
+        data_dir,
+        agent,
+        mut order,
+        ..
+    } = one_file("svc.log", "", 0);
+
+    // The spool's disk holds 64 KiB, and the broker goes away: the spool fills at once.
+    limit_file_size(&agent, Some(64 * 1024));
+    broker.stop();
+    write(&app, "full", 0..4000, &mut order);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !agent.log_text().contains("cannot write the spool") {
+        assert!(
+            Instant::now() < deadline,
+            "spool never failed\n{}",
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Nothing the spool could not take counts as safe.
+    std::thread::sleep(Duration::from_secs(2));
+    let len = fs::metadata(&app).expect("stat").len();
+    let safe = checkpoints(&data_dir).get(&app).copied().unwrap_or(0);
+    assert!(
+        safe < len,
+        "checkpoint {safe} passed lines the spool never held ({len})"
+    );
+
+    // The broker returns while the disk is still full: what the spool holds drains, what it
+    // could not hold is sent from memory.
+    broker.restart();
+    write(&app, "still-full", 0..2000, &mut order);
+    wait_for_lines(
+        &addr,
+        &order.iter().cloned().collect(),
+        Duration::from_secs(60),
+        &agent,
+    );
+
+    // Space returns; everything keeps flowing, in order.
+    limit_file_size(&agent, None);
+    write(&app, "space", 0..1000, &mut order);
+    let recs = wait_for_lines(
+        &addr,
+        &order.iter().cloned().collect(),
+        Duration::from_secs(60),
+        &agent,
+    );
+    assert_file_order(&recs, &app, &order);
+}
+
+#[test]
+fn sigkill_in_the_middle_of_rotations_loses_nothing() {
+    // Only the live name is configured: a file renamed while the agent is dead is found
+    // again through its checkpoint.
+    let OneFile {
+        broker: _broker,
+        addr,
+        dir,
+        app,
+        mut agent,
+        order,
+        ..
+    } = one_file("svc.log", "", 0);
+    // one_file's first lines are delivered: the agent knows the file (a checkpoint) before
+    // the first kill. A file created and rotated away before the agent ever ran would be out
+    // of any tailer's sight.
+    let mut want: HashSet<String> = order.into_iter().collect();
+    for round in 0..4 {
+        let (text, l) = lines(&format!("r{round}-before"), 0..3000);
+        append(&app, &text);
+        want.extend(l);
+        // Let the agent get part of the way, then rotate under it and kill it at once.
+        std::thread::sleep(Duration::from_millis(150 * round));
+        fs::rename(&app, dir.path().join(format!("svc.log.{round}"))).expect("rotate");
+        let (text, l) = lines(&format!("r{round}-after"), 0..500);
+        append(&app, &text);
+        want.extend(l);
+        agent.kill_9();
+        agent.spawn();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_for_lines(&addr, &want, Duration::from_secs(60), &agent);
+}
+
+#[test]
+fn a_minute_long_outage_under_load_loses_nothing() {
+    // About 2,000 lines a second, in bursts every 50 ms, with metrics on.
+    outage_without_loss(
+        Duration::from_secs(60),
+        100,
+        Duration::from_millis(50),
+        1000,
+    );
 }

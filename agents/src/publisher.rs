@@ -402,6 +402,11 @@ struct Sender {
     spool_retry_at: Option<Instant>,
     /// Whether the spool was full at the last look, to log the change once.
     spool_was_full: bool,
+    /// Whether the broker's return is unconfirmed (at start, and after a failed drain):
+    /// then one record is sent, and the rest only once it is acknowledged. A full window
+    /// sent to an absent broker would time out record by record; were the broker to come
+    /// back in between, a later record could be delivered before an earlier, timed-out one.
+    probe: bool,
     /// No drain before this time (the broker was away at the last attempt).
     drain_after: Instant,
     enc: LogEncoder,
@@ -437,6 +442,7 @@ impl Sender {
             unsynced: Vec::new(),
             spool_retry_at: None,
             spool_was_full: false,
+            probe: true,
             drain_after: Instant::now(),
             enc: LogEncoder::default(),
             ts: (UNIX_EPOCH, record::format_ts(UNIX_EPOCH), 0),
@@ -638,6 +644,9 @@ impl Sender {
                 acked.push(pos);
             }
             drop(s);
+            if !acked.is_empty() {
+                self.probe = false;
+            }
             for pos in acked {
                 if let Err(e) = self.spool.ack(pos) {
                     tracing::error!(error = %e, "cannot free drained spool segment");
@@ -659,6 +668,7 @@ impl Sender {
                 }
                 self.spool.rewind();
                 self.drain_after = Instant::now() + DRAIN_RETRY;
+                self.probe = true;
                 true
             } else {
                 s.drain.failed
@@ -671,7 +681,8 @@ impl Sender {
             if self.take_back_on_failure() {
                 return;
             }
-            if lock(&self.shared).drain.entries.len() >= DRAIN_WINDOW {
+            let sent = lock(&self.shared).drain.entries.len();
+            if sent >= DRAIN_WINDOW || (self.probe && sent > 0) {
                 return;
             }
             let (pos, rec) = match self.spool.read_next() {
