@@ -11,13 +11,14 @@ use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::config::{Config, ConfigError};
 use crate::health::AgentStats;
 use crate::metrics;
-use crate::publisher::{self, PublishError};
+use crate::publisher::{self, PublishError, PublisherSetup};
+use crate::spool::{Spool, SpoolError};
 use crate::tailer::{Control, Tailer, TailerSetup};
 
 /// How often acknowledged positions are written to disk. A crash repeats at most this
 /// much of what the broker already has (duplicates), never skips anything.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-/// How long a stop waits for the broker to acknowledge what is in flight.
+/// How long a stop waits for the broker to acknowledge what is in flight before it spools it.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Batches of lines buffered between the tailer and the publisher.
 const LINE_CHANNEL_BATCHES: usize = 2;
@@ -37,25 +38,40 @@ pub enum AgentError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
     #[error("cannot start the tailer thread: {0}")]
     Thread(#[source] std::io::Error),
 }
 
 /// Runs the agent until a [`Signal::Stop`] arrives (or the signal channel closes).
+///
+/// It touches no process-wide state (no signal handlers, no log subscriber, no stdout), so
+/// it can run inside another program's runtime; the caller turns its signals into
+/// [`Signal`]s and may call [`raise_open_file_limit`] first. `config_path` is the file a
+/// reload re-reads; `None` when the config did not come from a file (reloads are then
+/// refused with a log line).
 pub async fn run(
-    config_path: PathBuf,
+    config_path: Option<PathBuf>,
     config: Config,
     mut signals: mpsc::Receiver<Signal>,
 ) -> Result<(), AgentError> {
-    raise_open_file_limit();
     let (store, existed) = CheckpointStore::open(&config.data_dir)?;
     let store = Arc::new(store);
-    let producer = publisher::create_producer(&config.brokers)?;
+    let (spool, cut) = Spool::open(&config.data_dir.join("spool"), config.spool_max_bytes)?;
     let stats = Arc::new(AgentStats::default());
+    if cut > 0 {
+        stats.error();
+    }
+    let producer = Arc::new(publisher::create_producer(
+        &config.brokers,
+        &config.kafka,
+        publisher::context(&store, &stats),
+    )?);
     let host: Arc<str> = Arc::from(config.host.as_str());
-    tracing::info!(brokers = %config.brokers, host = %config.host, data_dir = %config.data_dir.display(), first_start = !existed, "rill-agent starting");
+    tracing::info!(brokers = %config.brokers, host = %config.host, data_dir = %config.data_dir.display(), first_start = !existed, spool_bytes = spool.bytes(), "rill-agent starting");
 
-    let (line_tx, line_rx) = mpsc::channel(LINE_CHANNEL_BATCHES);
+    let (line_tx, line_rx) = std::sync::mpsc::sync_channel(LINE_CHANNEL_BATCHES);
     let (control_tx, control_rx) = std::sync::mpsc::channel();
     let tailer = Tailer::new(TailerSetup {
         rules: config.files.clone(),
@@ -66,21 +82,23 @@ pub async fn run(
         control: control_rx,
         control_tx: control_tx.clone(),
     });
+    let publisher = publisher::start(PublisherSetup {
+        producer: Arc::clone(&producer),
+        host,
+        lines: line_rx,
+        spool,
+        store: Arc::clone(&store),
+        stats: Arc::clone(&stats),
+        stop_timeout: STOP_TIMEOUT,
+    })?;
     let tailer_thread = std::thread::Builder::new()
         .name("rill-tailer".into())
         .spawn(move || tailer.run())
         .map_err(AgentError::Thread)?;
 
-    let mut publisher_task = tokio::spawn(publisher::publish_logs(
-        producer.clone(),
-        host,
-        line_rx,
-        Arc::clone(&store),
-        Arc::clone(&stats),
-    ));
     let (metrics_tx, metrics_rx) = watch::channel(config.metrics.clone());
     let metrics_task = tokio::spawn(metrics::publish_metrics(
-        producer.clone(),
+        Arc::clone(&producer),
         config.host.clone(),
         metrics_rx,
         Arc::clone(&stats),
@@ -98,31 +116,32 @@ pub async fn run(
     while let Some(signal) = signals.recv().await {
         match signal {
             Signal::Stop => break,
-            Signal::Reload => reload(&config_path, &mut running, &control_tx, &metrics_tx),
+            Signal::Reload => match &config_path {
+                Some(path) => reload(path, &mut running, &control_tx, &metrics_tx),
+                None => tracing::info!(
+                    "reload requested, but the config did not come from a file: nothing to reload"
+                ),
+            },
         }
     }
 
-    tracing::info!("stopping: waiting for in-flight lines to be acknowledged");
+    tracing::info!("stopping: waiting for in-flight lines to be acknowledged or spooled");
     // The tailer may be gone already (publisher stopped); then there is nothing to tell.
     let _ = control_tx.send(Control::Shutdown);
-    match tokio::time::timeout(STOP_TIMEOUT, &mut publisher_task).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "publisher task failed"),
-        Err(_) => {
-            tracing::warn!("broker did not acknowledge everything in time; unacknowledged lines will be read again at the next start");
-            publisher_task.abort();
-        }
-    }
     metrics_task.abort();
-    saver_task.abort();
-    publisher::flush(&producer, Duration::from_secs(1));
-    // The tailer ends once it sees the shutdown or its channel closes (publisher gone).
-    if tokio::task::spawn_blocking(move || tailer_thread.join())
-        .await
-        .is_err()
-    {
-        tracing::error!("tailer thread panicked");
+    // The tailer ends on the shutdown; then the publisher sees its channel close, makes
+    // what is in flight safe (acknowledged, or spooled after STOP_TIMEOUT) and ends.
+    let joined = tokio::task::spawn_blocking(move || {
+        if tailer_thread.join().is_err() {
+            tracing::error!("tailer thread panicked");
+        }
+        publisher.join();
+    })
+    .await;
+    if let Err(e) = joined {
+        tracing::error!(error = %e, "stopping the agent's threads failed");
     }
+    saver_task.abort();
     save(&store).await;
     tracing::info!("stopped");
     Ok(())
@@ -166,8 +185,9 @@ async fn save(store: &Arc<CheckpointStore>) {
 }
 
 /// Tailing keeps one descriptor open per file, and thousands of files exceed the usual
-/// soft limit of 1024: raise it to the hard limit.
-fn raise_open_file_limit() {
+/// soft limit of 1024: raise it to the hard limit. Process-wide, so it is the caller's
+/// call (the `rill-agent` binary makes it), not [`run`]'s.
+pub fn raise_open_file_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::debug!(limit, "open file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),

@@ -113,6 +113,11 @@ impl CheckpointStore {
         self.lock().unclaimed.remove(&file)
     }
 
+    /// The saved checkpoints no file found at startup claimed (yet).
+    pub fn unclaimed(&self) -> Vec<Checkpoint> {
+        self.lock().unclaimed.values().cloned().collect()
+    }
+
     /// Forgets saved checkpoints no file claimed: those files are gone.
     pub fn drop_unclaimed(&self) {
         let mut inner = self.lock();

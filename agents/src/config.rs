@@ -23,6 +23,10 @@ const DEFAULT_MULTILINE_TIMEOUT_MS: u64 = 1000;
 const DEFAULT_METRICS_INTERVAL_MS: u64 = 10_000;
 /// Shorter metric intervals would make the sampler itself a noticeable CPU cost.
 const MIN_METRICS_INTERVAL_MS: u64 = 100;
+/// Default cap on the on-disk spool.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// The spool must hold at least a couple of its segments and a full in-flight window.
+const MIN_SPOOL_MAX_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A configuration error, located in its file.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +82,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub files: Vec<FileRule>,
     pub metrics: MetricsConfig,
+    /// Cap on the on-disk spool in `data_dir/spool`; when full, tailing pauses.
+    pub spool_max_bytes: u64,
+    /// `[kafka]`: librdkafka settings passed through as given (security, compression...).
+    pub kafka: Vec<(String, String)>,
 }
 
 /// One `[[files]]` section: which files to tail and how.
@@ -125,6 +133,8 @@ struct RawConfig {
     #[serde(default)]
     files: Vec<RawFiles>,
     metrics: Option<RawMetrics>,
+    spool_max_bytes: Option<Spanned<u64>>,
+    kafka: Option<Spanned<toml::Table>>,
 }
 
 #[derive(Deserialize)]
@@ -213,6 +223,26 @@ impl Locator<'_> {
         self.error(span, key, message)
     }
 
+    /// Where a dotted key (`a.b` or `"a.b"`) is written inside a table's span: toml gives
+    /// spans for values, not for keys of a free-form table.
+    fn key_in(&self, table: &Range<usize>, key: &str) -> Range<usize> {
+        let end = table.end.min(self.text.len());
+        let start = table.start.min(end);
+        let quoted = format!("\"{key}\"");
+        let mut offset = start;
+        for line in self.text[start..end].split_inclusive('\n') {
+            let t = line.trim_start();
+            let written = t
+                .split_once('=')
+                .map(|(k, _)| k.trim().replace(['"', ' '], ""));
+            if t.starts_with(&quoted) || written.as_deref() == Some(key) {
+                return offset..offset;
+            }
+            offset += line.len();
+        }
+        table.clone()
+    }
+
     /// The `[table]` or `[[array]]` header in force at a byte offset, if any.
     fn enclosing_table(&self, offset: usize) -> Option<String> {
         self.text[..offset.min(self.text.len())]
@@ -295,14 +325,93 @@ impl Config {
             }
         };
 
+        let spool_max_bytes = match raw.spool_max_bytes {
+            None => DEFAULT_SPOOL_MAX_BYTES,
+            Some(b) if *b.get_ref() < MIN_SPOOL_MAX_BYTES => {
+                return Err(loc.error(
+                    b.span(),
+                    "spool_max_bytes",
+                    format!("must be at least {MIN_SPOOL_MAX_BYTES} (16 MiB)"),
+                ));
+            }
+            Some(b) => *b.get_ref(),
+        };
+
+        let mut kafka = Vec::new();
+        if let Some(table) = raw.kafka {
+            let span = table.span();
+            for (key, value) in table.into_inner() {
+                flatten_kafka(&loc, key, value, &span, &mut kafka)?;
+            }
+        }
+
         Ok(Config {
             brokers,
             host,
             data_dir,
             files,
             metrics,
+            spool_max_bytes,
+            kafka,
         })
     }
+}
+
+/// Collects `[kafka]` entries. librdkafka's names contain dots, which TOML reads as nested
+/// tables unless quoted: both spellings are accepted and joined back into dotted names.
+fn flatten_kafka(
+    loc: &Locator<'_>,
+    key: String,
+    value: toml::Value,
+    span: &Range<usize>,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), ConfigError> {
+    match value {
+        toml::Value::Table(table) => {
+            for (k, v) in table {
+                flatten_kafka(loc, format!("{key}.{k}"), v, span, out)?;
+            }
+            Ok(())
+        }
+        toml::Value::String(text) => {
+            let at = loc.key_in(span, &key);
+            out.push(kafka_setting(loc, key, text, &at)?);
+            Ok(())
+        }
+        _ => Err(loc.error(
+            loc.key_in(span, &key),
+            format!("kafka.{key}"),
+            "must be a string, as librdkafka takes it (e.g. \"5000\", \"true\")",
+        )),
+    }
+}
+
+/// One `[kafka]` entry: a key librdkafka knows with a value it accepts, and not one of the
+/// settings the agent's no-loss promise rests on.
+fn kafka_setting(
+    loc: &Locator<'_>,
+    key: String,
+    text: String,
+    span: &Range<usize>,
+) -> Result<(String, String), ConfigError> {
+    let name = format!("kafka.{key}");
+    if crate::publisher::RESERVED_KAFKA_KEYS.contains(&key.as_str()) {
+        let hint = if key == "bootstrap.servers" || key == "metadata.broker.list" {
+            "set `brokers` instead"
+        } else {
+            "the agent sets it itself: at-least-once delivery depends on it"
+        };
+        return Err(loc.error(span.clone(), name, format!("cannot be set here: {hint}")));
+    }
+    // librdkafka checks each property and value as it is set: ask it now, so a typo is
+    // reported with its line instead of failing at start-up.
+    if let Err(e) = rdkafka::ClientConfig::new()
+        .set(&key, &text)
+        .create_native_config()
+    {
+        return Err(loc.error(span.clone(), name, format!("rejected by librdkafka: {e}")));
+    }
+    Ok((key, text))
 }
 
 fn validate_brokers(brokers: &str) -> Result<(), String> {
@@ -538,6 +647,45 @@ interval_ms = 0
 
         let l = located("brokers = \"a:1\"\ndata_dir = \"/x\"\n[[files]]\ninclude = [\"/a\"]\nread_from = \"middle\"\n");
         assert_eq!((l.line, l.key.as_str()), (5, "files.read_from"));
+    }
+
+    #[test]
+    fn kafka_settings_pass_through_and_bad_ones_are_located() {
+        let base = "brokers = \"a:1\"\ndata_dir = \"/x\"\n[kafka]\n";
+        let c = parse(&format!(
+            "{base}\"security.protocol\" = \"sasl_plaintext\"\nsasl.mechanism = \"PLAIN\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.kafka,
+            [
+                ("sasl.mechanism".to_string(), "PLAIN".to_string()),
+                (
+                    "security.protocol".to_string(),
+                    "sasl_plaintext".to_string()
+                ),
+            ]
+        );
+        let l = located(&format!(
+            "{base}\"linger.ms\" = \"5\"\n\"batch.size\" = 5\n"
+        ));
+        assert_eq!((l.line, l.key.as_str()), (5, "kafka.batch.size"));
+        assert!(l.message.contains("string"), "{}", l.message);
+        let l = located(&format!("{base}\"enable.idempotence\" = \"false\"\n"));
+        assert_eq!((l.line, l.key.as_str()), (4, "kafka.enable.idempotence"));
+        let l = located(&format!("{base}\"bootstrap.servers\" = \"b:2\"\n"));
+        assert!(l.message.contains("brokers"), "{}", l.message);
+        let l = located(&format!("{base}\"no.such.setting\" = \"1\"\n"));
+        assert_eq!((l.line, l.key.as_str()), (4, "kafka.no.such.setting"));
+        assert!(l.message.contains("librdkafka"), "{}", l.message);
+    }
+
+    #[test]
+    fn spool_cap_has_a_floor() {
+        let c = parse("brokers = \"a:1\"\ndata_dir = \"/x\"\n").expect("valid");
+        assert_eq!(c.spool_max_bytes, DEFAULT_SPOOL_MAX_BYTES);
+        let l = located("brokers = \"a:1\"\ndata_dir = \"/x\"\nspool_max_bytes = 1000\n");
+        assert_eq!((l.line, l.key.as_str()), (3, "spool_max_bytes"));
     }
 
     #[test]

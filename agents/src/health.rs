@@ -11,6 +11,8 @@ pub struct AgentStats {
     /// Records handed to the producer and not yet acknowledged.
     pub in_flight: AtomicU64,
     pub errors: AtomicU64,
+    /// Bytes in the on-disk spool (records waiting for the broker).
+    pub spool_bytes: AtomicU64,
 }
 
 impl AgentStats {

@@ -9,6 +9,7 @@
 //! and advances checkpoints on acknowledgement; [`metrics`] samples the host; [`agent`]
 //! wires them together.
 
+pub mod ack_window;
 pub mod agent;
 pub mod checkpoint;
 pub mod config;
@@ -20,5 +21,6 @@ pub mod metrics;
 pub mod paths;
 pub mod publisher;
 pub mod record;
+pub mod spool;
 pub mod tailer;
 pub mod watcher;

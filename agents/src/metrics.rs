@@ -7,14 +7,14 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureProducer;
 use sysinfo::{Disks, Networks, ProcessRefreshKind, ProcessesToUpdate, System};
 use tokio::sync::watch;
 
 use crate::config::MetricsConfig;
 use crate::health::AgentStats;
-use crate::publisher::{enqueue, Built};
+use crate::publisher::{send_metric, AgentProducer};
 use crate::record::{
     self, AgentHealth, CpuStats, DiskStats, MemStats, MetricSample, NetStats, ProcStats,
     HEADER_HOST,
@@ -96,6 +96,7 @@ impl Sampler {
             files_watched: AgentStats::get(&self.stats.files_watched),
             in_flight: AgentStats::get(&self.stats.in_flight),
             errors: AgentStats::get(&self.stats.errors),
+            spool_bytes: AgentStats::get(&self.stats.spool_bytes),
         };
         self.last_lines = lines;
         self.last_bytes = bytes;
@@ -142,7 +143,7 @@ impl Sampler {
 /// Samples and publishes until the task is aborted. `config` may change (SIGHUP): a new
 /// interval takes effect at once; `None` pauses sampling.
 pub async fn publish_metrics(
-    producer: FutureProducer,
+    producer: Arc<AgentProducer>,
     host: String,
     mut config: watch::Receiver<MetricsConfig>,
     stats: Arc<AgentStats>,
@@ -171,7 +172,7 @@ pub async fn publish_metrics(
 }
 
 async fn publish(
-    producer: &FutureProducer,
+    producer: &AgentProducer,
     topic: &str,
     host: &str,
     sample: &MetricSample,
@@ -185,23 +186,28 @@ async fn publish(
             return;
         }
     };
-    let built = Built {
-        key: host.to_string(),
-        value,
-        headers: OwnedHeaders::new().insert(Header {
+    let timestamp = record::unix_millis(SystemTime::now());
+    // A full queue (the broker is slow or away) gets a few moments; past that the sample
+    // is skipped: the next one supersedes it.
+    for _ in 0..50 {
+        let headers = OwnedHeaders::new().insert(Header {
             key: HEADER_HOST,
             value: Some(host),
-        }),
-        timestamp: record::unix_millis(SystemTime::now()),
-    };
-    let delivery = enqueue(producer, topic, &built, stats).await;
-    let stats = Arc::clone(stats);
-    tokio::spawn(async move {
-        if let Ok(Err((e, _))) = delivery.await {
-            tracing::warn!(error = %e, "metrics sample not delivered");
-            stats.error();
+        });
+        match send_metric(producer, topic, host, &value, headers, timestamp) {
+            Ok(()) => return,
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot send metrics sample");
+                stats.error();
+                return;
+            }
         }
-    });
+    }
+    tracing::warn!("metrics sample skipped: the producer queue stayed full");
+    stats.error();
 }
 
 #[cfg(test)]

@@ -52,6 +52,16 @@ pub fn scan(rules: &[FileRule]) -> Vec<Matched> {
     out
 }
 
+/// The first rule whose globs match `path` (whether or not it exists now).
+pub fn rule_for(rules: &[FileRule], path: &Path) -> Option<usize> {
+    rules.iter().position(|rule| {
+        rule.include
+            .iter()
+            .any(|pattern| glob::Pattern::new(pattern).is_ok_and(|p| p.matches_path(path)))
+            && !is_excluded(path, &rule.exclude)
+    })
+}
+
 /// An exclude pattern without a `/` matches the file name; with one, the whole path.
 fn is_excluded(path: &Path, exclude: &[glob::Pattern]) -> bool {
     exclude.iter().any(|p| {

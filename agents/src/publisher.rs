@@ -1,26 +1,37 @@
-//! Publishing: turns lines into records per the contract, hands them to librdkafka, and
-//! advances checkpoints when the broker acknowledges them.
+//! Publishing: turns lines into records per the contract, hands them to librdkafka, spools
+//! them while the broker is away, and advances checkpoints when they are safe.
 //!
-//! Two tasks: the sender builds and enqueues records; the acker awaits their delivery
-//! reports in the order they were sent, so a file's checkpoint only ever moves to the end of
-//! a line whose predecessors are all acknowledged. A failed delivery is sent again (the
-//! producer retries forever by itself; this covers permanent-looking errors too), so a
-//! line is never given up on: at-least-once.
+//! Two threads. The *sender* takes batches of lines from the tailer, encodes each into
+//! reused buffers and enqueues it with a plain sequence number as its delivery opaque (no
+//! allocation, no future per line). The *poller* serves librdkafka's delivery reports: an
+//! acknowledged line is marked safe in the [`AckWindow`], which moves checkpoints forward
+//! in send order.
+//!
+//! When the broker is away, librdkafka gives records back after `message.timeout.ms`; they
+//! and every newer line then go to the [`Spool`] (fsynced before they count as safe), in
+//! send order. The sender drains the spool oldest-first while it keeps appending, and
+//! returns to sending directly once the spool is empty, so the order per file holds
+//! throughout. When the spool is full, the sender stops taking lines and the tailer waits
+//! (the lines stay in their files).
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::config::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::Message;
-use tokio::sync::mpsc;
 
-use crate::checkpoint::{CheckpointStore, WatchId};
+use crate::ack_window::AckWindow;
+use crate::checkpoint::CheckpointStore;
 use crate::health::AgentStats;
 use crate::level;
-use crate::record::{self, LogRecord, HEADER_HOST, HEADER_LEVEL, HEADER_SOURCE};
+use crate::record::{self, Level, LogRecord, HEADER_HOST, HEADER_LEVEL, HEADER_SOURCE};
+use crate::spool::{Spool, SpoolPos, SpoolRecord};
 use crate::tailer::Outgoing;
 
 /// Largest record the agent produces: librdkafka's default `message.max.bytes`, which fits
@@ -29,104 +40,827 @@ pub const MAX_RECORD_BYTES: usize = 1_000_000;
 /// Room kept in a record for everything but the line: key, headers, JSON framing, batch
 /// overhead.
 const RECORD_OVERHEAD: usize = 1024;
-/// Records sent and waiting for their delivery report in the acker, at most; this also bounds
-/// what librdkafka holds (over 10 ms of lines at full speed, enough for linger.ms = 5).
-const ACK_QUEUE: usize = 4096;
-/// How long to wait before retrying when librdkafka's queue is full or a send failed.
-const RETRY_DELAY: Duration = Duration::from_millis(20);
+/// How long librdkafka tries to deliver a record before giving it back: then it goes to the
+/// spool. Short enough that an outage moves to the spool quickly, long enough that a
+/// broker pausing for a moment (a restart, a long fsync) does not.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Records read from the spool and waiting for acknowledgement, at most.
+const DRAIN_WINDOW: usize = 16_384;
+/// Pause between drain attempts while the broker stays away.
+const DRAIN_RETRY: Duration = Duration::from_secs(1);
+/// How long the sender waits when librdkafka's queue is full.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(1);
+/// The sender's wake-up while idle (nothing spooled, nothing failed): it notices failed
+/// deliveries at least this often.
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+/// The sender's wake-up while spooling or draining.
+const BUSY_WAKE: Duration = Duration::from_millis(20);
+/// The poller's wake-up: how quickly it notices a stop. Delivery reports wake it at once.
+const POLL_WAKE: Duration = Duration::from_millis(500);
+/// Spool writes that failed (disk full) are retried this often; tailing waits meanwhile.
+const SPOOL_RETRY: Duration = Duration::from_secs(1);
+
+/// Delivery opaque of a metrics sample (not part of the window).
+const OPAQUE_METRICS: usize = usize::MAX;
+/// Delivery opaques with this bit are records drained from the spool.
+const OPAQUE_DRAIN: usize = 1 << (usize::BITS - 2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("cannot create Kafka producer: {0}")]
     Create(#[source] KafkaError),
+    #[error("cannot start the publisher thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
 }
 
-/// Creates the producer: idempotent (no duplicates from its own retries), lz4-compressed,
-/// and retrying forever (`message.timeout.ms = 0`), because the agent's promise is that a
-/// line waits for the broker rather than being dropped. The in-memory queue is bounded;
-/// when it is full, the tailer is held back and the lines wait in their files.
-pub fn create_producer(brokers: &str) -> Result<FutureProducer, PublishError> {
-    ClientConfig::new()
+/// The agent's producer.
+pub type AgentProducer = BaseProducer<DeliveryContext>;
+
+/// Producer settings the agent relies on for its no-loss promise; `[kafka]` may not
+/// override them.
+pub const RESERVED_KAFKA_KEYS: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "message.max.bytes",
+];
+
+/// Creates the producer: idempotent (no duplicates or reordering from its own retries),
+/// lz4-compressed, with large batches (a line costs little when batched by thousands).
+/// `extra` are the `[kafka]` settings (security, compression...), applied last.
+pub fn create_producer(
+    brokers: &str,
+    extra: &[(String, String)],
+    context: DeliveryContext,
+) -> Result<AgentProducer, PublishError> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("compression.type", "lz4")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "0")
+        .set("linger.ms", "10")
+        .set("batch.num.messages", "4096")
+        .set("batch.size", "1000000")
+        // Kafka's Java client's partitioner, so a key lands where other producers put it;
+        // also cheaper per record than librdkafka's default CRC32 one.
+        .set("partitioner", "murmur2_random")
+        .set(
+            "message.timeout.ms",
+            DELIVERY_TIMEOUT.as_millis().to_string(),
+        )
         .set("message.max.bytes", MAX_RECORD_BYTES.to_string())
-        .set("queue.buffering.max.messages", "20000")
-        .set("queue.buffering.max.kbytes", "8192")
-        .set("client.id", "rill-agent")
-        .create()
+        // What librdkafka holds, at most: enough for a few batches in flight at full speed,
+        // small enough for the agent's memory budget (a queued record costs ~0.5 KB).
+        .set("queue.buffering.max.messages", "8192")
+        .set("queue.buffering.max.kbytes", "2048")
+        // librdkafka's own timers: fewer wake-ups while idle.
+        .set("statistics.interval.ms", "0")
+        .set("topic.metadata.refresh.interval.ms", "300000")
+        .set("client.id", "rill-agent");
+    for (k, v) in extra {
+        config.set(k, v);
+    }
+    config
+        .create_with_context(context)
         .map_err(PublishError::Create)
 }
 
-/// An enqueued record, waiting for its delivery report.
-struct InFlight {
-    delivery: DeliveryFuture,
-    watch: WatchId,
-    end_offset: u64,
+/// State shared by the sender and the poller.
+#[derive(Default)]
+struct Shared {
+    window: AckWindow,
+    /// Lines whose delivery failed, with their sequence numbers: bound for the spool.
+    failed: Vec<(u64, SpoolRecord)>,
+    /// Lines enqueued directly whose delivery report has not come.
+    direct_in_flight: u64,
+    drain: DrainWindow,
 }
 
-/// Publishes lines from the tailer until its channel closes, then waits until every
-/// enqueued record is acknowledged (or the producer is gone).
-pub async fn publish_logs(
-    producer: FutureProducer,
-    host: Arc<str>,
-    mut lines: mpsc::Receiver<Vec<Outgoing>>,
+/// Spool records sent and waiting for acknowledgement, in read order.
+#[derive(Default)]
+struct DrainWindow {
+    base: u64,
+    /// Each record's position and its delivery report: `None` until it comes, then
+    /// whether it was acknowledged.
+    entries: std::collections::VecDeque<(SpoolPos, Option<bool>)>,
+    failed: bool,
+}
+
+impl DrainWindow {
+    fn push(&mut self, pos: SpoolPos) -> u64 {
+        self.entries.push_back((pos, None));
+        self.base + self.entries.len() as u64 - 1
+    }
+
+    fn report(&mut self, seq: u64, acked: bool) {
+        if let Some(i) = seq.checked_sub(self.base) {
+            if let Some(e) = self.entries.get_mut(i as usize) {
+                e.1 = Some(acked);
+            }
+        }
+        self.failed |= !acked;
+    }
+
+    /// Acknowledged records at the front, in order.
+    fn pop_acked(&mut self) -> Option<SpoolPos> {
+        if self.entries.front().is_some_and(|e| e.1 == Some(true)) {
+            self.base += 1;
+            return self.entries.pop_front().map(|e| e.0);
+        }
+        None
+    }
+
+    /// Whether every record sent has its delivery report.
+    fn all_reported(&self) -> bool {
+        self.entries.iter().all(|e| e.1.is_some())
+    }
+}
+
+/// The producer's context: receives delivery reports (on the poller thread) and
+/// librdkafka's log lines.
+pub struct DeliveryContext {
+    shared: Arc<Mutex<Shared>>,
+    /// Set by a failed delivery (other than our own purge): the sender must stop sending
+    /// and take back what librdkafka still queues, so that nothing queued after the failed
+    /// record can be delivered before it.
+    failing: Arc<AtomicBool>,
     store: Arc<CheckpointStore>,
     stats: Arc<AgentStats>,
-) {
-    // Bounded: librdkafka may deliver faster than the acker catches up, and every record
-    // waiting here holds its delivery report; when full, sending waits (backpressure).
-    let (ack_tx, ack_rx) = mpsc::channel(ACK_QUEUE);
-    let acker = tokio::spawn(ack_loop(
-        producer.clone(),
-        ack_rx,
-        Arc::clone(&store),
-        Arc::clone(&stats),
-    ));
-    let mut ts_cache: Option<(SystemTime, String)> = None;
-    let mut enc = LogEncoder::default();
-    while let Some(batch) = lines.recv().await {
-        for out in batch {
-            // Lines of one read pass share a read time; format it once.
-            let ts = match &ts_cache {
-                Some((t, s)) if *t == out.read_at => s,
-                _ => {
-                    &ts_cache
-                        .insert((out.read_at, record::format_ts(out.read_at)))
-                        .1
+}
+
+impl DeliveryContext {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        lock(&self.shared)
+    }
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    // The data stays consistent if a holder panicked: flags and counters only.
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", facility = fac, "{message}");
+            }
+            _ => tracing::debug!(target: "librdkafka", facility = fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Connection errors while the broker is away come here and through `log` alike
+        // (and the spool takes over): only a fatal error is news.
+        if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::Fatal)) {
+            tracing::error!(target: "librdkafka", error = %error, "{reason}");
+        } else {
+            tracing::debug!(target: "librdkafka", error = %error, "{reason}");
+        }
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        if opaque == OPAQUE_METRICS {
+            if let Err((e, _)) = result {
+                tracing::warn!(error = %e, "metrics sample not delivered");
+                self.stats.error();
+            }
+            return;
+        }
+        if let Err((e, _)) = result {
+            let purged = matches!(
+                e.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+            );
+            if !purged {
+                self.failing.store(true, Ordering::Release);
+            }
+        }
+        let mut shared = self.lock();
+        if opaque & OPAQUE_DRAIN != 0 {
+            shared
+                .drain
+                .report((opaque & !OPAQUE_DRAIN) as u64, result.is_ok());
+            return;
+        }
+        shared.direct_in_flight = shared.direct_in_flight.saturating_sub(1);
+        match result {
+            Ok(_) => shared.window.complete(opaque as u64, &self.store),
+            Err((e, msg)) => {
+                if shared.failed.is_empty() {
+                    tracing::warn!(error = %e, "delivery failed; spooling until the broker is back");
+                }
+                shared.failed.push((opaque as u64, spool_record_of(msg)));
+            }
+        }
+    }
+}
+
+fn spool_record_of(msg: &BorrowedMessage<'_>) -> SpoolRecord {
+    let headers = msg
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    SpoolRecord {
+        topic: msg.topic().to_string(),
+        key: msg.key().unwrap_or_default().to_vec(),
+        value: msg.payload().unwrap_or_default().to_vec(),
+        timestamp: msg.timestamp().to_millis().unwrap_or_default(),
+        headers,
+    }
+}
+
+/// Everything the sender thread needs.
+pub struct PublisherSetup {
+    pub producer: Arc<AgentProducer>,
+    pub host: Arc<str>,
+    pub lines: Receiver<Vec<Outgoing>>,
+    pub spool: Spool,
+    pub store: Arc<CheckpointStore>,
+    pub stats: Arc<AgentStats>,
+    /// How long a stop waits for the broker before spooling what is in flight.
+    pub stop_timeout: Duration,
+}
+
+/// The running publisher: its two threads.
+pub struct Publisher {
+    sender: std::thread::JoinHandle<()>,
+    poller: std::thread::JoinHandle<()>,
+    stop_polling: Arc<AtomicBool>,
+}
+
+/// Creates the producer context and the shared state for [`start`].
+pub fn context(store: &Arc<CheckpointStore>, stats: &Arc<AgentStats>) -> DeliveryContext {
+    DeliveryContext {
+        shared: Arc::new(Mutex::new(Shared::default())),
+        failing: Arc::new(AtomicBool::new(false)),
+        store: Arc::clone(store),
+        stats: Arc::clone(stats),
+    }
+}
+
+/// Starts the sender and poller threads. The sender returns when the tailer's channel
+/// closes and what was sent is safe (acknowledged or spooled), or the stop timeout passed.
+pub fn start(setup: PublisherSetup) -> Result<Publisher, PublishError> {
+    let stop_polling = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let producer = Arc::clone(&setup.producer);
+        let stop = Arc::clone(&stop_polling);
+        std::thread::Builder::new()
+            .name("rill-poller".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    producer.poll(POLL_WAKE);
+                }
+            })
+            .map_err(PublishError::Thread)?
+    };
+    let sender = std::thread::Builder::new()
+        .name("rill-sender".into())
+        .spawn(move || Sender::new(setup).run())
+        .map_err(PublishError::Thread)?;
+    Ok(Publisher {
+        sender,
+        poller,
+        stop_polling,
+    })
+}
+
+impl Publisher {
+    /// Waits for the sender to finish (after the tailer stopped), then stops the poller.
+    pub fn join(self) {
+        if self.sender.join().is_err() {
+            tracing::error!("publisher thread panicked");
+        }
+        self.stop_polling.store(true, Ordering::Relaxed);
+        if self.poller.join().is_err() {
+            tracing::error!("delivery poller thread panicked");
+        }
+    }
+}
+
+/// Sends a metrics sample; its delivery is not retried (the next sample supersedes it).
+pub fn send_metric(
+    producer: &AgentProducer,
+    topic: &str,
+    key: &str,
+    value: &[u8],
+    headers: OwnedHeaders,
+    timestamp: i64,
+) -> Result<(), KafkaError> {
+    producer
+        .send(
+            BaseRecord::with_opaque_to(topic, OPAQUE_METRICS)
+                .key(key)
+                .payload(value)
+                .headers(headers)
+                .timestamp(timestamp),
+        )
+        .map_err(|(e, _)| e)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Lines go straight to the producer.
+    Direct,
+    /// Lines go to the spool; the spool drains to the producer.
+    Spooling,
+}
+
+struct Sender {
+    producer: Arc<AgentProducer>,
+    shared: Arc<Mutex<Shared>>,
+    failing: Arc<AtomicBool>,
+    host: Arc<str>,
+    lines: Receiver<Vec<Outgoing>>,
+    spool: Spool,
+    store: Arc<CheckpointStore>,
+    stats: Arc<AgentStats>,
+    stop_timeout: Duration,
+    mode: Mode,
+    /// Sequence numbers of records appended to the spool and not yet fsynced.
+    unsynced: Vec<u64>,
+    /// A spool write failed (disk full): retry at this time; no lines are taken meanwhile.
+    spool_retry_at: Option<Instant>,
+    /// Whether the spool was full at the last look, to log the change once.
+    spool_was_full: bool,
+    /// Whether the broker's return is unconfirmed (at start, and after a failed drain):
+    /// then one record is sent, and the rest only once it is acknowledged. A full window
+    /// sent to an absent broker would time out record by record; were the broker to come
+    /// back in between, a later record could be delivered before an earlier, timed-out one.
+    probe: bool,
+    /// No drain before this time (the broker was away at the last attempt).
+    drain_after: Instant,
+    enc: LogEncoder,
+    /// The contract's `ts` of the last read time: lines of one read pass share it.
+    ts: (SystemTime, String, i64),
+    closed: bool,
+}
+
+impl Sender {
+    fn new(setup: PublisherSetup) -> Sender {
+        let shared = Arc::clone(&setup.producer.context().shared);
+        let failing = Arc::clone(&setup.producer.context().failing);
+        let mode = if setup.spool.is_empty() {
+            Mode::Direct
+        } else {
+            tracing::info!(
+                bytes = setup.spool.bytes(),
+                "the spool holds records from before; draining them first"
+            );
+            Mode::Spooling
+        };
+        Sender {
+            producer: setup.producer,
+            shared,
+            failing,
+            host: setup.host,
+            lines: setup.lines,
+            spool: setup.spool,
+            store: setup.store,
+            stats: setup.stats,
+            stop_timeout: setup.stop_timeout,
+            mode,
+            unsynced: Vec::new(),
+            spool_retry_at: None,
+            spool_was_full: false,
+            probe: true,
+            drain_after: Instant::now(),
+            enc: LogEncoder::default(),
+            ts: (UNIX_EPOCH, record::format_ts(UNIX_EPOCH), 0),
+            closed: false,
+        }
+    }
+
+    fn run(mut self) {
+        while !self.closed {
+            self.take_back_on_failure();
+            if self.mode == Mode::Direct && !lock(&self.shared).failed.is_empty() {
+                self.mode = Mode::Spooling;
+            }
+            let accept = match self.mode {
+                Mode::Direct => true,
+                Mode::Spooling => self.spool_step(),
+            };
+            self.publish_health();
+            let wait = if self.mode == Mode::Direct {
+                IDLE_WAKE
+            } else {
+                BUSY_WAKE
+            };
+            if !accept {
+                std::thread::sleep(wait);
+                continue;
+            }
+            match self.lines.recv_timeout(wait) {
+                Ok(batch) => match self.mode {
+                    Mode::Direct => self.send_direct(batch),
+                    Mode::Spooling => self.send_to_spool(batch),
+                },
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.closed = true,
+            }
+        }
+        self.finish();
+    }
+
+    /// After a failed delivery: take back every record librdkafka still queues (they come
+    /// back as failed deliveries, in order, and go to the spool with the failed one). A
+    /// record queued behind a failed one must not reach the broker before it: it would if
+    /// the broker came back between their timeouts.
+    fn take_back_on_failure(&mut self) -> bool {
+        if !self.failing.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        self.producer
+            .purge(rdkafka::producer::PurgeConfig::default().queue());
+        if self.mode == Mode::Direct {
+            self.mode = Mode::Spooling;
+        }
+        true
+    }
+
+    fn publish_health(&self) {
+        self.stats
+            .spool_bytes
+            .store(self.spool.bytes(), Ordering::Relaxed);
+        let in_flight = {
+            let s = lock(&self.shared);
+            s.window.len() as u64 + s.drain.entries.len() as u64
+        };
+        self.stats.in_flight.store(in_flight, Ordering::Relaxed);
+    }
+
+    /// One round of spool work: move failed records in, fsync, drain, and go back to
+    /// direct sending when all is clear. Returns whether lines may be taken now.
+    fn spool_step(&mut self) -> bool {
+        // Records still in librdkafka may yet fail, and must enter the spool before any
+        // newer line does: wait for all of them first.
+        let (direct_in_flight, failed) = {
+            let mut s = lock(&self.shared);
+            let failed = if s.direct_in_flight == 0 {
+                std::mem::take(&mut s.failed)
+            } else {
+                Vec::new()
+            };
+            (s.direct_in_flight, failed)
+        };
+        if !failed.is_empty() {
+            let mut failed = failed;
+            failed.sort_by_key(|(seq, _)| *seq);
+            for (seq, rec) in &failed {
+                self.spool.append(rec);
+                self.unsynced.push(*seq);
+            }
+        }
+        let mut spool_ok = self.sync_spool();
+        self.drain();
+        if !spool_ok
+            && direct_in_flight == 0
+            && self.spool.disk_drained()
+            && lock(&self.shared).drain.entries.is_empty()
+        {
+            // The disk refuses the spool (full) and nothing older waits in it: send the
+            // held records directly rather than wait for space. If the broker is away
+            // too, they fail again and come back here.
+            self.send_held();
+            spool_ok = true;
+        }
+        let clear = direct_in_flight == 0
+            && spool_ok
+            && self.unsynced.is_empty()
+            && self.spool.is_empty()
+            && {
+                let s = lock(&self.shared);
+                s.failed.is_empty() && s.drain.entries.is_empty()
+            };
+        if clear {
+            tracing::info!("spool drained; sending directly again");
+            self.mode = Mode::Direct;
+            return true;
+        }
+        let full = self.spool.is_full();
+        if full != self.spool_was_full {
+            self.spool_was_full = full;
+            if full {
+                tracing::warn!(
+                    bytes = self.spool.bytes(),
+                    "spool full: tailing paused until it drains (the lines wait in their files)"
+                );
+            } else {
+                tracing::info!("spool has room again: tailing resumes");
+            }
+        }
+        direct_in_flight == 0 && spool_ok && !full
+    }
+
+    /// Writes and fsyncs appended records, then marks them safe. False while the spool
+    /// cannot be written (the records stay in memory, and tailing waits).
+    fn sync_spool(&mut self) -> bool {
+        if self.unsynced.is_empty() {
+            return true;
+        }
+        if self
+            .spool_retry_at
+            .is_some_and(|at| Instant::now() < at && !self.closed)
+        {
+            return false;
+        }
+        match self.spool.sync() {
+            Ok(()) => {
+                if self.spool_retry_at.take().is_some() {
+                    tracing::info!("spool writable again");
+                }
+                let mut s = lock(&self.shared);
+                for seq in self.unsynced.drain(..) {
+                    s.window.complete(seq, &self.store);
+                }
+                true
+            }
+            Err(e) => {
+                if self.spool_retry_at.is_none() {
+                    tracing::error!(error = %e, "cannot write the spool; tailing waits until it can (the lines are held in memory and in their files)");
+                }
+                self.stats.error();
+                self.spool_retry_at = Some(Instant::now() + SPOOL_RETRY);
+                false
+            }
+        }
+    }
+
+    /// Sends the records the spool could not write straight to the producer, under their
+    /// own sequence numbers (so their acknowledgement makes them safe).
+    fn send_held(&mut self) {
+        let records = self.spool.take_pending();
+        let seqs = std::mem::take(&mut self.unsynced);
+        lock(&self.shared).direct_in_flight += records.len() as u64;
+        for (rec, seq) in records.into_iter().zip(seqs) {
+            while let Err(e) = self.enqueue(base_record(&rec, seq as usize)) {
+                tracing::warn!(error = %e, "cannot enqueue a held record; retrying");
+                self.stats.error();
+                std::thread::sleep(SPOOL_RETRY);
+            }
+        }
+    }
+
+    /// Hands a record to librdkafka, waiting while its queue is full.
+    fn enqueue(&self, mut record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), KafkaError> {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(QUEUE_FULL_WAIT);
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends spooled records to the broker, oldest first, and frees acknowledged ones.
+    fn drain(&mut self) {
+        let failed = {
+            let mut s = lock(&self.shared);
+            let mut acked = Vec::new();
+            while let Some(pos) = s.drain.pop_acked() {
+                acked.push(pos);
+            }
+            drop(s);
+            if !acked.is_empty() {
+                self.probe = false;
+            }
+            for pos in acked {
+                if let Err(e) = self.spool.ack(pos) {
+                    tracing::error!(error = %e, "cannot free drained spool segment");
+                    self.stats.error();
+                }
+            }
+            let mut s = lock(&self.shared);
+            if s.drain.failed && s.drain.all_reported() {
+                // Every sent record has reported, some failed: start over from the oldest
+                // unacknowledged one, after a pause.
+                let done: Vec<SpoolPos> = std::iter::from_fn(|| s.drain.pop_acked()).collect();
+                s.drain = DrainWindow {
+                    base: s.drain.base,
+                    ..DrainWindow::default()
+                };
+                drop(s);
+                for pos in done {
+                    let _ = self.spool.ack(pos);
+                }
+                self.spool.rewind();
+                self.drain_after = Instant::now() + DRAIN_RETRY;
+                self.probe = true;
+                true
+            } else {
+                s.drain.failed
+            }
+        };
+        if failed || Instant::now() < self.drain_after {
+            return;
+        }
+        loop {
+            if self.take_back_on_failure() {
+                return;
+            }
+            let sent = lock(&self.shared).drain.entries.len();
+            if sent >= DRAIN_WINDOW || (self.probe && sent > 0) {
+                return;
+            }
+            let (pos, rec) = match self.spool.read_next() {
+                Ok(Some(next)) => next,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the spool; retrying");
+                    self.stats.error();
+                    self.spool.rewind();
+                    self.drain_after = Instant::now() + DRAIN_RETRY;
+                    return;
                 }
             };
-            // The common case encodes into reused buffers (librdkafka copies key and
-            // value), so a line costs no allocation here; a record too long for the
-            // broker takes the slow path, which cuts the line.
-            let delivery = if enc.encode(&host, &out, ts) {
-                enqueue_encoded(&producer, &out, &host, &enc, &stats).await
-            } else {
-                let built = build_log_record(&host, &out, ts.clone());
-                enqueue(&producer, &out.topic, &built, &stats).await
-            };
-            stats
-                .in_flight
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if ack_tx
-                .send(InFlight {
-                    delivery,
-                    watch: out.watch,
-                    end_offset: out.line.end_offset,
-                })
-                .await
-                .is_err()
-            {
+            let seq = lock(&self.shared).drain.push(pos);
+            if let Err(e) = self.enqueue(base_record(&rec, OPAQUE_DRAIN | seq as usize)) {
+                tracing::warn!(error = %e, "cannot enqueue a spooled record; retrying");
+                self.stats.error();
+                lock(&self.shared).drain.report(seq, false);
                 return;
             }
         }
     }
-    drop(ack_tx);
-    if let Err(e) = acker.await {
-        tracing::error!(error = %e, "acknowledgement task failed");
+
+    /// Sends a batch straight to the producer. Should deliveries start failing meanwhile,
+    /// the rest of the batch goes to the spool's queue (after the failed ones).
+    fn send_direct(&mut self, batch: Vec<Outgoing>) {
+        let first_seq = {
+            let mut s = lock(&self.shared);
+            s.direct_in_flight += batch.len() as u64;
+            let mut first = None;
+            for out in &batch {
+                let seq = s.window.push(out.watch, out.line.end_offset);
+                first.get_or_insert(seq);
+            }
+            first.unwrap_or(0)
+        };
+        for (i, out) in batch.iter().enumerate() {
+            let seq = first_seq + i as u64;
+            if self.failing.load(Ordering::Relaxed) && self.take_back_on_failure() {
+                self.divert(&batch[i..], seq);
+                return;
+            }
+            self.refresh_ts(out.read_at);
+            self.enc.encode(&self.host, out, &self.ts.1);
+            let level = self.enc.level;
+            loop {
+                let mut headers = OwnedHeaders::new_with_capacity(3)
+                    .insert(Header {
+                        key: HEADER_HOST,
+                        value: Some(self.host.as_ref()),
+                    })
+                    .insert(Header {
+                        key: HEADER_SOURCE,
+                        value: Some(out.source.as_ref()),
+                    });
+                if let Some(l) = level {
+                    headers = headers.insert(Header {
+                        key: HEADER_LEVEL,
+                        value: Some(l.as_str()),
+                    });
+                }
+                let record = BaseRecord::with_opaque_to(&out.topic, seq as usize)
+                    .key(self.enc.key())
+                    .payload(self.enc.value())
+                    .headers(headers)
+                    .timestamp(self.ts.2);
+                let err = match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((e, _)) => e,
+                };
+                if !matches!(
+                    err,
+                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+                ) {
+                    tracing::warn!(error = %err, topic = %out.topic, "cannot enqueue record; retrying");
+                    self.stats.error();
+                }
+                if self.take_back_on_failure() {
+                    self.divert(&batch[i..], seq);
+                    return;
+                }
+                std::thread::sleep(QUEUE_FULL_WAIT);
+            }
+        }
     }
+
+    /// The broker is away: these lines (numbered from `first_seq`, counted in flight but
+    /// not sent) join the failed ones, bound for the spool in order.
+    fn divert(&mut self, lines: &[Outgoing], first_seq: u64) {
+        let mut failed = Vec::with_capacity(lines.len());
+        for (j, out) in lines.iter().enumerate() {
+            self.refresh_ts(out.read_at);
+            let rec = self.enc.spool_record(&self.host, out, &self.ts.1);
+            failed.push((first_seq + j as u64, rec));
+        }
+        let mut s = lock(&self.shared);
+        s.direct_in_flight -= lines.len() as u64;
+        s.failed.extend(failed);
+    }
+
+    /// Appends a batch to the spool and fsyncs it; its lines are safe once written.
+    fn send_to_spool(&mut self, batch: Vec<Outgoing>) {
+        {
+            let mut s = lock(&self.shared);
+            for out in &batch {
+                self.unsynced
+                    .push(s.window.push(out.watch, out.line.end_offset));
+            }
+        }
+        for out in &batch {
+            self.refresh_ts(out.read_at);
+            let rec = self.enc.spool_record(&self.host, out, &self.ts.1);
+            self.spool.append(&rec);
+        }
+        self.sync_spool();
+    }
+
+    fn refresh_ts(&mut self, at: SystemTime) {
+        if self.ts.0 != at {
+            self.ts = (at, record::format_ts(at), record::unix_millis(at));
+        }
+    }
+
+    /// After the tailer stopped: wait for what is in flight, spooling it if the broker
+    /// does not acknowledge it in time, so that everything read is safe at exit.
+    fn finish(&mut self) {
+        let deadline = Instant::now() + self.stop_timeout;
+        let mut purged = false;
+        loop {
+            let (in_flight, failed) = {
+                let s = lock(&self.shared);
+                (s.direct_in_flight, !s.failed.is_empty())
+            };
+            if failed || self.mode == Mode::Spooling {
+                self.mode = Mode::Spooling;
+                self.spool_step();
+            }
+            let s = lock(&self.shared);
+            if s.direct_in_flight == 0 && s.failed.is_empty() && self.unsynced.is_empty() {
+                break;
+            }
+            drop(s);
+            if Instant::now() >= deadline {
+                if purged || in_flight == 0 {
+                    tracing::warn!(
+                        "not everything in flight is safe; it will be read again at the next start"
+                    );
+                    break;
+                }
+                // The broker is too slow or away: take the records back from librdkafka
+                // (they come back as failed deliveries) and spool them.
+                tracing::info!("broker did not acknowledge in time; spooling what is in flight");
+                self.producer
+                    .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+                purged = true;
+                continue;
+            }
+            std::thread::sleep(BUSY_WAKE);
+        }
+        lock(&self.shared).window.report(&self.store);
+        self.publish_health();
+    }
+}
+
+/// The producer record of a spooled record.
+fn base_record(rec: &SpoolRecord, opaque: usize) -> BaseRecord<'_, [u8], [u8], usize> {
+    let mut headers = OwnedHeaders::new_with_capacity(rec.headers.len());
+    for (k, v) in &rec.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v),
+        });
+    }
+    BaseRecord::with_opaque_to(&rec.topic, opaque)
+        .key(rec.key.as_slice())
+        .payload(rec.value.as_slice())
+        .headers(headers)
+        .timestamp(rec.timestamp)
 }
 
 /// Reused buffers for the `logs` record of one line: the key and the JSON value, written
@@ -135,19 +869,29 @@ pub async fn publish_logs(
 pub struct LogEncoder {
     key: String,
     value: Vec<u8>,
-    level: Option<record::Level>,
+    level: Option<Level>,
 }
 
 impl LogEncoder {
-    /// Encodes a line's record. Returns false, leaving the buffers unspecified, when the
-    /// record would exceed [`MAX_RECORD_BYTES`]: then [`build_log_record`] must cut it.
-    pub fn encode(&mut self, host: &str, out: &Outgoing, ts: &str) -> bool {
+    /// Encodes a line's record, cutting the line if the record would exceed
+    /// [`MAX_RECORD_BYTES`].
+    pub fn encode(&mut self, host: &str, out: &Outgoing, ts: &str) {
+        self.key.clear();
+        self.key.push_str(host);
+        self.key.push(':');
+        self.key.push_str(&out.source);
+        self.level = level::detect(&out.line.bytes);
+        if !self.encode_fast(host, out, ts) {
+            self.value = build_log_value(host, out, ts.to_string(), self.level);
+        }
+    }
+
+    fn encode_fast(&mut self, host: &str, out: &Outgoing, ts: &str) -> bool {
         let limit = MAX_RECORD_BYTES - RECORD_OVERHEAD - 2 * out.source.len() - 2 * host.len();
         // JSON escaping grows a line up to 6x: skip the work when it cannot fit anyway.
         if out.line.bytes.len() > limit {
             return false;
         }
-        let level = level::detect(&out.line.bytes);
         let v = &mut self.value;
         v.clear();
         v.extend_from_slice(b"{\"ts\":");
@@ -158,7 +902,7 @@ impl LogEncoder {
         json_str(v, &out.source);
         v.extend_from_slice(b",\"line\":");
         json_str(v, &String::from_utf8_lossy(&out.line.bytes));
-        if let Some(l) = level {
+        if let Some(l) = self.level {
             v.extend_from_slice(b",\"level\":\"");
             v.extend_from_slice(l.as_str().as_bytes());
             v.push(b'"');
@@ -167,15 +911,7 @@ impl LogEncoder {
             v.extend_from_slice(b",\"truncated\":true");
         }
         v.push(b'}');
-        if v.len() > limit {
-            return false;
-        }
-        self.key.clear();
-        self.key.push_str(host);
-        self.key.push(':');
-        self.key.push_str(&out.source);
-        self.level = level;
-        true
+        v.len() <= limit
     }
 
     /// The encoded JSON value.
@@ -187,6 +923,25 @@ impl LogEncoder {
     pub fn key(&self) -> &str {
         &self.key
     }
+
+    /// The whole record of a line, owned, for the spool.
+    fn spool_record(&mut self, host: &str, out: &Outgoing, ts: &str) -> SpoolRecord {
+        self.encode(host, out, ts);
+        let mut headers = vec![
+            (HEADER_HOST.to_string(), host.as_bytes().to_vec()),
+            (HEADER_SOURCE.to_string(), out.source.as_bytes().to_vec()),
+        ];
+        if let Some(l) = self.level {
+            headers.push((HEADER_LEVEL.to_string(), l.as_str().as_bytes().to_vec()));
+        }
+        SpoolRecord {
+            topic: out.topic.to_string(),
+            key: self.key.as_bytes().to_vec(),
+            value: self.value.clone(),
+            timestamp: record::unix_millis(out.read_at),
+            headers,
+        }
+    }
 }
 
 /// Appends `s` as a JSON string, escaped exactly as `serde_json` does.
@@ -195,63 +950,9 @@ fn json_str(buf: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *buf, s);
 }
 
-/// Hands the record in `enc` to librdkafka (which copies key and value), waiting while its
-/// queue is full.
-async fn enqueue_encoded(
-    producer: &FutureProducer,
-    out: &Outgoing,
-    host: &str,
-    enc: &LogEncoder,
-    stats: &AgentStats,
-) -> DeliveryFuture {
-    let timestamp = record::unix_millis(out.read_at);
-    loop {
-        let mut headers = OwnedHeaders::new_with_capacity(3)
-            .insert(Header {
-                key: HEADER_HOST,
-                value: Some(host),
-            })
-            .insert(Header {
-                key: HEADER_SOURCE,
-                value: Some(out.source.as_ref()),
-            });
-        if let Some(l) = enc.level {
-            headers = headers.insert(Header {
-                key: HEADER_LEVEL,
-                value: Some(l.as_str()),
-            });
-        }
-        let record = FutureRecord::to(&out.topic)
-            .key(enc.key())
-            .payload(enc.value())
-            .headers(headers)
-            .timestamp(timestamp);
-        match producer.send_result(record) {
-            Ok(delivery) => return delivery,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                tokio::time::sleep(RETRY_DELAY).await;
-            }
-            Err((e, _)) => {
-                tracing::warn!(error = %e, topic = %out.topic, "cannot enqueue record; retrying");
-                stats.error();
-                tokio::time::sleep(RETRY_DELAY * 10).await;
-            }
-        }
-    }
-}
-
-/// A record ready to send.
-pub struct Built {
-    pub key: String,
-    pub value: Vec<u8>,
-    pub headers: OwnedHeaders,
-    pub timestamp: i64,
-}
-
-/// Builds the contract's `logs` record for a line, cutting the line if the record would
-/// exceed [`MAX_RECORD_BYTES`].
-pub fn build_log_record(host: &str, out: &Outgoing, ts: String) -> Built {
-    let level = level::detect(&out.line.bytes);
+/// Builds the contract's `logs` value for a line through serde, cutting the line until the
+/// record fits [`MAX_RECORD_BYTES`].
+pub fn build_log_value(host: &str, out: &Outgoing, ts: String, level: Option<Level>) -> Vec<u8> {
     let limit = MAX_RECORD_BYTES - RECORD_OVERHEAD - 2 * out.source.len() - 2 * host.len();
     let mut text = String::from_utf8_lossy(&out.line.bytes).into_owned();
     let mut truncated = out.line.truncated;
@@ -264,13 +965,13 @@ pub fn build_log_record(host: &str, out: &Outgoing, ts: String) -> Built {
         fields: None,
         truncated,
     };
-    let value = loop {
+    loop {
         rec.line = text;
         rec.truncated = truncated;
         // Serializing plain strings and numbers cannot fail.
         let value = serde_json::to_vec(&rec).unwrap_or_default();
         if value.len() <= limit {
-            break value;
+            return value;
         }
         // JSON escaping can grow a line up to 6x; cut in proportion and try again.
         text = std::mem::take(&mut rec.line);
@@ -281,142 +982,6 @@ pub fn build_log_record(host: &str, out: &Outgoing, ts: String) -> Built {
         }
         text.truncate(cut);
         truncated = true;
-    };
-    let mut headers = OwnedHeaders::new_with_capacity(3)
-        .insert(Header {
-            key: HEADER_HOST,
-            value: Some(host),
-        })
-        .insert(Header {
-            key: HEADER_SOURCE,
-            value: Some(out.source.as_ref()),
-        });
-    if let Some(l) = level {
-        headers = headers.insert(Header {
-            key: HEADER_LEVEL,
-            value: Some(l.as_str()),
-        });
-    }
-    Built {
-        key: rec.key(),
-        value,
-        headers,
-        timestamp: record::unix_millis(out.read_at),
-    }
-}
-
-/// Hands a record to librdkafka, waiting while its queue is full.
-pub async fn enqueue(
-    producer: &FutureProducer,
-    topic: &str,
-    built: &Built,
-    stats: &AgentStats,
-) -> DeliveryFuture {
-    loop {
-        let record = FutureRecord::to(topic)
-            .key(built.key.as_bytes())
-            .payload(built.value.as_slice())
-            .headers(built.headers.clone())
-            .timestamp(built.timestamp);
-        match producer.send_result(record) {
-            Ok(delivery) => return delivery,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                tokio::time::sleep(RETRY_DELAY).await;
-            }
-            Err((e, _)) => {
-                tracing::warn!(error = %e, topic, "cannot enqueue record; retrying");
-                stats.error();
-                tokio::time::sleep(RETRY_DELAY * 10).await;
-            }
-        }
-    }
-}
-
-/// Acknowledgements of one watch applied to the checkpoint store at once, at most.
-const ACK_COALESCE: u32 = 1024;
-
-/// Awaits delivery reports in send order and advances checkpoints. Consecutive
-/// acknowledgements of one file are applied together (when the file changes, the queue
-/// runs empty, or [`ACK_COALESCE`] are pending), so the store's lock is not taken per line.
-async fn ack_loop(
-    producer: FutureProducer,
-    mut pending: mpsc::Receiver<InFlight>,
-    store: Arc<CheckpointStore>,
-    stats: Arc<AgentStats>,
-) {
-    let mut acked: Option<(WatchId, u64)> = None;
-    let mut coalesced = 0u32;
-    let flush = |acked: &mut Option<(WatchId, u64)>| {
-        if let Some((watch, offset)) = acked.take() {
-            store.ack(watch, offset);
-        }
-    };
-    loop {
-        let mut item = match pending.try_recv() {
-            Ok(item) => item,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                flush(&mut acked);
-                match pending.recv().await {
-                    Some(item) => item,
-                    None => break,
-                }
-            }
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-        };
-        loop {
-            match (&mut item.delivery).await {
-                Ok(Ok(_)) => break,
-                Ok(Err((e, msg))) => {
-                    tracing::warn!(error = %e, "delivery failed; sending again");
-                    stats.error();
-                    tokio::time::sleep(RETRY_DELAY * 10).await;
-                    item.delivery = resend(&producer, &msg, &stats).await;
-                }
-                Err(_) => {
-                    // The producer was dropped: shutting down without acknowledgement, so
-                    // the checkpoint stays put and the line is read again next start.
-                    flush(&mut acked);
-                    return;
-                }
-            }
-        }
-        stats
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        match &mut acked {
-            Some((watch, offset)) if *watch == item.watch && coalesced < ACK_COALESCE => {
-                *offset = item.end_offset;
-                coalesced += 1;
-            }
-            _ => {
-                flush(&mut acked);
-                acked = Some((item.watch, item.end_offset));
-                coalesced = 0;
-            }
-        }
-    }
-    flush(&mut acked);
-}
-
-async fn resend(
-    producer: &FutureProducer,
-    msg: &OwnedMessage,
-    stats: &AgentStats,
-) -> DeliveryFuture {
-    let headers = msg.headers().cloned().unwrap_or_else(OwnedHeaders::new);
-    let built = Built {
-        key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
-        value: msg.payload().unwrap_or_default().to_vec(),
-        headers,
-        timestamp: msg.timestamp().to_millis().unwrap_or_default(),
-    };
-    enqueue(producer, msg.topic(), &built, stats).await
-}
-
-/// Waits for everything librdkafka holds to be delivered, for a graceful stop.
-pub fn flush(producer: &FutureProducer, timeout: Duration) {
-    if let Err(e) = producer.flush(timeout) {
-        tracing::warn!(error = %e, "not everything in flight was acknowledged before the stop timeout; it will be read again at the next start");
     }
 }
 
@@ -456,24 +1021,25 @@ mod tests {
             for truncated in [false, true] {
                 let out = outgoing(line, truncated);
                 let ts = record::format_ts(out.read_at);
-                assert!(enc.encode("web \"1\"", &out, &ts));
-                let built = build_log_record("web \"1\"", &out, ts);
+                enc.encode("web \"1\"", &out, &ts);
+                let slow = build_log_value("web \"1\"", &out, ts, level::detect(line));
                 assert_eq!(
                     String::from_utf8_lossy(enc.value()),
-                    String::from_utf8_lossy(&built.value)
+                    String::from_utf8_lossy(&slow)
                 );
-                assert_eq!(enc.key(), built.key);
+                assert_eq!(enc.key(), "web \"1\":/var/log/a \"b\"\\c.log");
             }
         }
     }
 
     #[test]
-    fn too_long_records_take_the_cutting_path() {
+    fn too_long_records_are_cut_to_fit() {
         let out = outgoing(&vec![b'"'; MAX_RECORD_BYTES / 2], false);
         let ts = record::format_ts(out.read_at);
         let mut enc = LogEncoder::default();
-        assert!(!enc.encode("h", &out, &ts));
-        let built = build_log_record("h", &out, ts);
-        assert!(built.value.len() <= MAX_RECORD_BYTES);
+        enc.encode("h", &out, &ts);
+        assert!(enc.value().len() <= MAX_RECORD_BYTES);
+        let rec: LogRecord = serde_json::from_slice(enc.value()).expect("json");
+        assert!(rec.truncated);
     }
 }

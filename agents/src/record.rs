@@ -137,6 +137,10 @@ pub struct AgentHealth {
     pub in_flight: u64,
     /// Errors since the agent started (I/O, delivery, sampling).
     pub errors: u64,
+    /// Bytes in the agent's on-disk spool: records read while the broker was away and not
+    /// yet acknowledged. Absent from agents that predate the spool.
+    #[serde(default)]
+    pub spool_bytes: u64,
 }
 
 /// Formats a time as RFC 3339 UTC with millisecond precision, the contract's `ts` format.

@@ -38,7 +38,7 @@ pub const ROTATE_WAIT: Duration = Duration::from_secs(5);
 /// Bytes read from one file per pass, so one busy file cannot starve the others.
 const READ_BUDGET: usize = 256 * 1024;
 /// Lines per batch sent to the publisher.
-const BATCH_LINES: usize = 4096;
+const BATCH_LINES: usize = 2048;
 
 /// Messages to the tailer thread.
 pub enum Control {
@@ -67,7 +67,7 @@ pub struct TailerSetup {
     /// True when no checkpoints existed: the agent's first start, where `read_from` applies.
     pub first_start: bool,
     pub stats: Arc<AgentStats>,
-    pub out: tokio::sync::mpsc::Sender<Vec<Outgoing>>,
+    pub out: std::sync::mpsc::SyncSender<Vec<Outgoing>>,
     pub control: Receiver<Control>,
     /// A sender for the same channel, given to inotify.
     pub control_tx: Sender<Control>,
@@ -86,7 +86,7 @@ pub struct Tailer {
     first_scan_done: bool,
     store: Arc<CheckpointStore>,
     stats: Arc<AgentStats>,
-    out: tokio::sync::mpsc::Sender<Vec<Outgoing>>,
+    out: std::sync::mpsc::SyncSender<Vec<Outgoing>>,
     batch: Vec<Outgoing>,
     control: Receiver<Control>,
     control_tx: Sender<Control>,
@@ -128,6 +128,7 @@ impl Tailer {
         self.set_watches();
         let now = Instant::now();
         self.rescan(now);
+        self.recover_rotated(now);
         self.first_scan_done = true;
         // Saved checkpoints no file claimed belong to files that are gone.
         self.store.drop_unclaimed();
@@ -317,6 +318,62 @@ impl Tailer {
             .store(self.watchers.len() as u64, Ordering::Relaxed);
     }
 
+    /// Finds files with a saved checkpoint that no glob matches any more: rotated (renamed)
+    /// while the agent was down, e.g. killed in the middle of a rotation. Rotation renames
+    /// within a directory, so the checkpoint's directory is searched for the same file
+    /// (device, inode and first bytes); found, it is drained from its checkpoint under its
+    /// old source, then released like any rotated-away file.
+    fn recover_rotated(&mut self, now: Instant) {
+        for cp in self.store.unclaimed() {
+            let Some(dir) = cp.path.parent() else {
+                continue;
+            };
+            let Some(rule) = paths::rule_for(&self.rules, &cp.path) else {
+                continue;
+            };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let found = entries.filter_map(Result::ok).find(|e| {
+                e.metadata()
+                    .is_ok_and(|m| m.is_file() && FileId::of(&m) == cp.file)
+            });
+            let Some(entry) = found else {
+                continue;
+            };
+            let path = entry.path();
+            let opened = match File::open(&path).and_then(OpenedFile::new) {
+                Ok(o) if o.id == cp.file => o,
+                _ => continue,
+            };
+            if !matches!(cp.fingerprint.matches(&opened.file), Ok(true)) || opened.len < cp.offset {
+                continue;
+            }
+            let Some(rule_def) = self.rules.get(rule) else {
+                continue;
+            };
+            self.store.claim(cp.file);
+            let watch = self.next_watch;
+            self.next_watch += 1;
+            tracing::info!(path = %path.display(), was = %cp.path.display(), offset = cp.offset, "found a file rotated while the agent was down; draining it");
+            self.store.register(
+                watch,
+                Checkpoint {
+                    path: path.clone(),
+                    ..cp.clone()
+                },
+            );
+            let topic: Arc<str> = Arc::from(rule_def.topic.as_str());
+            let mut watcher =
+                FileWatcher::new(watch, cp.path.clone(), topic, rule_def, opened, cp.offset);
+            watcher.path = path;
+            watcher.orphaned_since = Some(now);
+            self.by_file.insert(watcher.file_id, watch);
+            self.watchers.insert(watch, watcher);
+            self.dirty.insert(watch);
+        }
+    }
+
     /// Starts tailing a newly matched file; decides where to start reading.
     fn start(&mut self, path: PathBuf, rule_index: usize) -> Option<WatchId> {
         let opened = match File::open(&path).and_then(OpenedFile::new) {
@@ -461,7 +518,7 @@ impl Tailer {
         }
         let batch = std::mem::take(&mut self.batch);
         // Blocks while the publisher is behind: that is the backpressure.
-        self.out.blocking_send(batch).map_err(|_| Stopped)
+        self.out.send(batch).map_err(|_| Stopped)
     }
 
     /// A truncated file (copytruncate) is tailed again from byte 0 under a new watch, so

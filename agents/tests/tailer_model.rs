@@ -70,7 +70,7 @@ impl Harness {
     fn start(&mut self) {
         let (store, existed) = CheckpointStore::open(self.data.path()).expect("checkpoints");
         let store = Arc::new(store);
-        let (out_tx, mut out_rx) = tokio::sync::mpsc::channel(4);
+        let (out_tx, out_rx) = std::sync::mpsc::sync_channel(4);
         let (control_tx, control_rx) = std::sync::mpsc::channel();
         let tailer = Tailer::new(TailerSetup {
             rules: self.rules.clone(),
@@ -85,7 +85,7 @@ impl Harness {
         let got = Arc::clone(&self.got);
         let acker = Arc::clone(&store);
         let collector = std::thread::spawn(move || {
-            while let Some(batch) = out_rx.blocking_recv() {
+            while let Ok(batch) = out_rx.recv() {
                 for o in batch {
                     got.lock().expect("lock").push((
                         o.source.to_string(),
