@@ -28,12 +28,41 @@ pub enum ConfigError {
     },
 }
 
-/// The whole configuration file. Sections other tools own (agent, dashboard) are added by them.
+/// The whole configuration file: `[broker]`, `[agent]` (the local agent of `rill up`, with
+/// rill-agent's keys; validated by the agent's own parser) and `[dash]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RillConfig {
     #[serde(default)]
     pub broker: BrokerConfig,
+    /// Kept raw here; `rill up` hands the file to rill-agent's parser, which names the key and
+    /// the line of anything wrong in it.
+    #[serde(default)]
+    pub agent: Option<toml::Table>,
+    #[serde(default)]
+    pub dash: DashConfig,
+}
+
+/// `[dash]`: the dashboard of `rill up`. (`rill dash` takes the same settings as flags.)
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashConfig {
+    /// Records the Tail view keeps (a ring: memory stays bounded at any ingest rate).
+    pub capacity: usize,
+    /// The topic of log records.
+    pub topic: String,
+    /// The topic of metric samples.
+    pub metrics_topic: String,
+}
+
+impl Default for DashConfig {
+    fn default() -> Self {
+        DashConfig {
+            capacity: crate::dash::DEFAULT_CAPACITY,
+            topic: crate::record::LOGS_TOPIC.into(),
+            metrics_topic: crate::record::METRICS_TOPIC.into(),
+        }
+    }
 }
 
 /// How often appended data is fsynced: this bounds what a power loss can take.
@@ -222,6 +251,7 @@ impl RillConfig {
         config
             .broker
             .validate()
+            .and_then(|()| config.dash.validate())
             .map_err(|(key, message)| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 key,
@@ -312,6 +342,24 @@ impl BrokerConfig {
     }
 }
 
+impl DashConfig {
+    /// Checks values serde cannot: returns the offending key and why.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.capacity == 0 {
+            return Err(("dash.capacity".into(), "must be at least 1".into()));
+        }
+        for (key, topic) in [
+            ("dash.topic", &self.topic),
+            ("dash.metrics_topic", &self.metrics_topic),
+        ] {
+            if topic.trim().is_empty() {
+                return Err((key.into(), "must not be empty".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `<user data dir>/rill` (e.g. ~/.local/share/rill), or ./rill-data when there is none.
 pub fn default_data_dir() -> PathBuf {
     dirs::data_dir()
@@ -336,6 +384,42 @@ mod tests {
             defaults.log.max_message_bytes
         );
         assert_eq!(config.broker.flush, defaults.flush);
+    }
+
+    #[test]
+    fn shipped_example_is_a_valid_rill_up_config() {
+        let path = Path::new("config/rill.toml");
+        let text = include_str!("../config/rill.toml");
+        let config = RillConfig::parse(text, path).expect("example parses");
+        assert_eq!(config.dash.capacity, crate::dash::DEFAULT_CAPACITY);
+        let agent = rill_agent::config::Config::parse_section(
+            path,
+            text,
+            "127.0.0.1:9092",
+            Path::new("/tmp/agent"),
+        )
+        .expect("its [agent] section is a valid agent config");
+        assert_eq!(
+            agent.metrics.interval,
+            Some(std::time::Duration::from_millis(2000))
+        );
+    }
+
+    #[test]
+    fn a_mistake_in_the_agent_section_names_line_and_key() {
+        let text =
+            "[broker]\n\n[[agent.files]]\ninclude = [\"/var/log/*.log\"]\nread_from = \"middle\"\n";
+        RillConfig::parse(text, Path::new("rill.toml")).expect("rill's part is fine");
+        let err = rill_agent::config::Config::parse_section(
+            Path::new("rill.toml"),
+            text,
+            "127.0.0.1:9092",
+            Path::new("/tmp/agent"),
+        )
+        .expect_err("bad read_from")
+        .to_string();
+        assert!(err.contains("rill.toml:5"), "{err}");
+        assert!(err.contains("agent.files"), "{err}");
     }
 
     #[test]

@@ -4,5 +4,6 @@ pub mod broker;
 pub mod client;
 pub mod config;
 pub mod dash;
+pub mod demo;
 pub mod lag;
 pub mod search;

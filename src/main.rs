@@ -32,6 +32,8 @@ enum Command {
     Users(cli::users::UsersCommand),
     /// Search the aggregated logs by regex, time, host, source and level, merged in time order
     Search(cli::search::SearchArgs),
+    /// Broker + local agent + dashboard in one command: this machine's logs and metrics, live
+    Up(cli::up::UpArgs),
     /// Print a shell completion script: rill completions bash > /etc/bash_completion.d/rill
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -41,11 +43,12 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // The dashboard owns the terminal: its diagnostics go to a file, or nowhere.
-    if matches!(cli.command, Command::Dash(_)) {
-        cli::logging::init_file_from_env("RILL_DASH_LOG");
-    } else {
-        cli::logging::init();
+    match &cli.command {
+        // The dashboard owns the terminal: its diagnostics go to a file, or nowhere.
+        Command::Dash(_) => cli::logging::init_file_from_env("RILL_DASH_LOG"),
+        // `rill up` logs to a file in its data directory, opened once that is known.
+        Command::Up(_) => {}
+        _ => cli::logging::init(),
     }
     let result = match cli.command {
         Command::Dash(args) => cli::dash::run(args),
@@ -54,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Groups(command) => cli::groups::run(command),
         Command::Search(args) => cli::search::run(args),
         Command::Users(command) => cli::users::run(command),
+        Command::Up(args) => cli::up::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rill", &mut std::io::stdout());
             Ok(())

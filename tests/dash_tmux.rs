@@ -4,92 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::tmux::Tmux;
 use common::{kcat_cmd, rill_cmd, run, Broker};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-/// A tmux server of our own (its own socket), killed on drop.
-struct Tmux {
-    socket: PathBuf,
-}
-
-impl Tmux {
-    fn new(dir: &Path) -> Tmux {
-        let found = std::env::var_os("PATH")
-            .map(|paths| std::env::split_paths(&paths).any(|d| d.join("tmux").is_file()))
-            .unwrap_or(false);
-        assert!(
-            found,
-            "tmux is not on PATH: run tests/run-all.sh, which installs it"
-        );
-        Tmux {
-            socket: dir.join("tmux.sock"),
-        }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.arg("-S").arg(&self.socket).arg("-f").arg("/dev/null");
-        c
-    }
-
-    fn tmux(&self, args: &[&str]) {
-        run(self.cmd().args(args), None, Duration::from_secs(10)).assert_ok();
-    }
-
-    fn screen(&self) -> String {
-        run(
-            self.cmd().args(["capture-pane", "-p", "-t", "dash"]),
-            None,
-            Duration::from_secs(10),
-        )
-        .assert_ok()
-        .stdout
-        .clone()
-    }
-
-    /// Waits until `pred` holds for the screen; panics with the screen after WAIT.
-    fn wait(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn wait_for(&self, text: &str) -> String {
-        self.wait(&format!("{text:?}"), |s| s.contains(text))
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            self.tmux(&["send-keys", "-t", "dash", k]);
-            // Separate reads, so an Esc is never taken for the start of an Alt sequence.
-            std::thread::sleep(Duration::from_millis(80));
-        }
-    }
-
-    fn text(&self, text: &str) {
-        self.tmux(&["send-keys", "-t", "dash", "-l", text]);
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd().arg("kill-server").output();
-    }
-}
 
 fn produce(broker: &str, topic: &str, lines: &[String]) {
     let input = lines.join("\n") + "\n";
@@ -170,20 +88,10 @@ fn dash_end_to_end_in_tmux() {
     )
     .assert_ok();
 
-    let tmux = Tmux::new(broker.scratch());
+    let tmux = Tmux::new(broker.scratch(), "dash");
     let bin = env!("CARGO_BIN_EXE_rill");
     let command = format!("{bin} dash --brokers {addr}; echo DASH-EXITED $?; sleep 60");
-    tmux.tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        "dash",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &command,
-    ]);
+    tmux.start(100, 30, &command);
 
     // The backlog, then live records as they arrive.
     tmux.wait_for("50 of 50 shown");

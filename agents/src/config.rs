@@ -137,6 +137,24 @@ struct RawConfig {
     kafka: Option<Spanned<toml::Table>>,
 }
 
+/// rill's own config file, seen from the agent: only `[agent]` (the rest is rill's to check).
+#[derive(Deserialize)]
+struct RillFileAgentView {
+    agent: Option<RawSection>,
+}
+
+/// `[agent]` in rill's config file: an agent config without `brokers` and `data_dir`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSection {
+    host: Option<Spanned<String>>,
+    #[serde(default)]
+    files: Vec<RawFiles>,
+    metrics: Option<RawMetrics>,
+    spool_max_bytes: Option<Spanned<u64>>,
+    kafka: Option<Spanned<toml::Table>>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFiles {
@@ -167,6 +185,8 @@ struct RawMetrics {
 struct Locator<'a> {
     path: &'a Path,
     text: &'a str,
+    /// Put before key names: `agent.` when the keys sit in rill's own config file.
+    prefix: &'a str,
 }
 
 impl Locator<'_> {
@@ -180,6 +200,16 @@ impl Locator<'_> {
     }
 
     fn error(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        self.located(span, format!("{}{}", self.prefix, key.into()), message)
+    }
+
+    /// An error at `span` for a key named in full.
+    fn located(
         &self,
         span: Range<usize>,
         key: impl Into<String>,
@@ -220,7 +250,7 @@ impl Locator<'_> {
             (None, Some(k)) => k,
             (None, None) => "(document)".to_string(),
         };
-        self.error(span, key, message)
+        self.located(span, key, message)
     }
 
     /// Where a dotted key (`a.b` or `"a.b"`) is written inside a table's span: toml gives
@@ -267,9 +297,47 @@ impl Config {
     /// Validates config text; `path` is used for error messages and to resolve a relative
     /// `data_dir` (relative to the config file, not to wherever the agent was started).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let loc = Locator { path, text };
+        let loc = Locator {
+            path,
+            text,
+            prefix: "",
+        };
         let raw: RawConfig = toml::from_str(text).map_err(|e| loc.toml_error(&e))?;
+        Config::from_raw(&loc, raw)
+    }
 
+    /// The `[agent]` section of rill's own config file (for the agent `rill up` embeds): the
+    /// keys of an agent config, except `brokers` and `data_dir`, which the embedding process
+    /// sets. A missing section is an agent with no files and default metrics. Errors name the
+    /// file, the line and the key (`agent.files[0].include`); other sections are left to
+    /// their own parsers.
+    pub fn parse_section(
+        path: &Path,
+        text: &str,
+        brokers: &str,
+        data_dir: &Path,
+    ) -> Result<Config, ConfigError> {
+        let loc = Locator {
+            path,
+            text,
+            prefix: "agent.",
+        };
+        let file: RillFileAgentView = toml::from_str(text).map_err(|e| loc.toml_error(&e))?;
+        let section = file.agent.unwrap_or_default();
+        let raw = RawConfig {
+            brokers: Spanned::new(0..0, brokers.to_string()),
+            host: section.host,
+            data_dir: Spanned::new(0..0, data_dir.to_string_lossy().into_owned()),
+            files: section.files,
+            metrics: section.metrics,
+            spool_max_bytes: section.spool_max_bytes,
+            kafka: section.kafka,
+        };
+        Config::from_raw(&loc, raw)
+    }
+
+    fn from_raw(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
+        let path = loc.path;
         let brokers = raw.brokers.get_ref().trim().to_string();
         validate_brokers(&brokers).map_err(|m| loc.error(raw.brokers.span(), "brokers", m))?;
 
@@ -299,7 +367,7 @@ impl Config {
             .files
             .into_iter()
             .enumerate()
-            .map(|(i, f)| file_rule(&loc, i, f))
+            .map(|(i, f)| file_rule(loc, i, f))
             .collect::<Result<Vec<_>, _>>()?;
 
         let metrics = match raw.metrics {
@@ -320,7 +388,7 @@ impl Config {
                     }
                     Some(ms) => Some(Duration::from_millis(*ms.get_ref())),
                 };
-                let topic = topic(&loc, m.topic, "metrics.topic", METRICS_TOPIC)?;
+                let topic = topic(loc, m.topic, "metrics.topic", METRICS_TOPIC)?;
                 MetricsConfig { interval, topic }
             }
         };
@@ -341,7 +409,7 @@ impl Config {
         if let Some(table) = raw.kafka {
             let span = table.span();
             for (key, value) in table.into_inner() {
-                flatten_kafka(&loc, key, value, &span, &mut kafka)?;
+                flatten_kafka(loc, key, value, &span, &mut kafka)?;
             }
         }
 

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
@@ -71,36 +72,52 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
-async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<tokio::net::TcpListener> {
+/// `what_next`: what the error says to do when the address is taken.
+async fn bind(addr: SocketAddr, what_next: &str) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
-                "{addr} is already in use: is another rill broker (or Kafka) running there? \
-                 Pick another address ({key})"
-            ),
+            std::io::ErrorKind::AddrInUse => {
+                anyhow::anyhow!("{addr} is already in use: {what_next}")
+            }
             _ => anyhow::anyhow!("cannot listen on {addr}: {e}"),
         })
 }
 
-async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
-    let listener = bind(config.listen, "--listen").await?;
+/// A broker with its data directory open and its listeners bound, not serving yet.
+pub struct Started {
+    pub broker: Arc<Broker>,
+    /// The main listener's address.
+    pub bound: SocketAddr,
+    main: tokio::net::TcpListener,
+    plaintext: Option<tokio::net::TcpListener>,
+}
+
+impl Started {
+    /// Serves until `shutdown` completes, then flushes everything.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
+        server::serve_listeners(self.broker, self.main, self.plaintext, shutdown).await;
+    }
+}
+
+/// Binds the listeners, opens the data directory and logs what it serves (`rill broker` and
+/// `rill up` alike). `in_use`: what to tell the user when the main address is taken.
+pub async fn start(config: BrokerConfig, in_use: &str) -> anyhow::Result<Started> {
+    let main = bind(config.listen, in_use).await?;
     let plaintext = match config.listen_plaintext {
-        Some(addr) => Some(bind(addr, "broker.listen_plaintext").await?),
+        Some(addr) => Some(bind(addr, "pick another address for broker.listen_plaintext").await?),
         None => None,
     };
-    let bound = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
+    let bound = main.local_addr().context("cannot read the bound address")?;
     raise_file_limit(config.max_connections);
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, bound))
         .await
         .context("opening the data directory panicked")??;
-    let main = broker.listener(bound, true);
+    let main_listener = broker.listener(bound, true);
     let security = match &broker.auth {
         Some(auth) => format!(
             "{}, SASL {} against {}",
-            main.protocol,
+            main_listener.protocol,
             auth.mechanisms()
                 .iter()
                 .map(|m| m.name())
@@ -108,9 +125,9 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
                 .join("/"),
             auth.users_file().display()
         ),
-        None => format!("{}, no authentication", main.protocol),
+        None => format!("{}, no authentication", main_listener.protocol),
     };
-    let mut listeners = vec![main];
+    let mut listeners = vec![main_listener];
     if let Some(plaintext) = &plaintext {
         let addr = plaintext
             .local_addr()
@@ -130,7 +147,21 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
         "listening on {bound}, data in {} ({security})",
         broker.data_dir().display()
     );
-    server::serve_listeners(broker, listener, plaintext, shutdown_signal()).await;
+    Ok(Started {
+        broker,
+        bound,
+        main,
+        plaintext,
+    })
+}
+
+async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
+    let started = start(
+        config,
+        "is another rill broker (or Kafka) running there? Pick another address (--listen)",
+    )
+    .await?;
+    started.serve(shutdown_signal()).await;
     Ok(())
 }
 

@@ -5,4 +5,5 @@ pub mod groups;
 pub mod logging;
 pub mod search;
 pub mod topics;
+pub mod up;
 pub mod users;

@@ -5,6 +5,7 @@
 //! Every wait is bounded; a failure prints the broker's log (it is captured to a file).
 #![allow(dead_code)]
 
+pub mod tmux;
 pub mod wire;
 
 use std::fs::{File, OpenOptions};
