@@ -579,7 +579,7 @@ fn check_config_validates_and_names_file_line_and_key() {
     fs::write(
         &good,
         format!(
-            "brokers = \"127.0.0.1:9\"\ndata_dir = \"d\"\n[[files]]\ninclude = [\"{}/*\"]\nexclude = [\"*.gz\"]\n",
+            "brokers = \"127.0.0.1:9\"\ndata_dir = \"d\"\n[[files]]\ninclude = [\"{}/*\"]\nexclude = [\"*.gz\"]\n[kafka]\n\"sasl.password\" = \"hunter2\"\n",
             logs.display()
         ),
     )
@@ -597,6 +597,11 @@ fn check_config_validates_and_names_file_line_and_key() {
     );
     assert!(
         stdout.contains("x.log") && !stdout.contains("y.log.gz"),
+        "{stdout}"
+    );
+    // [kafka] keys are shown, their values (secrets) are not.
+    assert!(
+        stdout.contains("sasl.password") && !stdout.contains("hunter2"),
         "{stdout}"
     );
 

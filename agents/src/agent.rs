@@ -163,8 +163,10 @@ fn reload(
     if new.brokers != running.brokers
         || new.host != running.host
         || new.data_dir != running.data_dir
+        || new.spool_max_bytes != running.spool_max_bytes
+        || new.kafka != running.kafka
     {
-        tracing::warn!("brokers, host and data_dir changes take effect at the next restart");
+        tracing::warn!("brokers, host, data_dir, spool_max_bytes and [kafka] changes take effect at the next restart");
     }
     if control.send(Control::Reload(new.files.clone())).is_err() {
         tracing::error!("tailer is not running; reload ignored");

@@ -68,6 +68,12 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     println!("brokers:  {}", config.brokers);
     println!("host:     {}", config.host);
     println!("data_dir: {}", config.data_dir.display());
+    println!("spool:    at most {} bytes", config.spool_max_bytes);
+    if !config.kafka.is_empty() {
+        // Keys only: values may be secrets (sasl.password).
+        let keys: Vec<&str> = config.kafka.iter().map(|(k, _)| k.as_str()).collect();
+        println!("kafka:    {}", keys.join(", "));
+    }
     let matched = paths::scan(&config.files);
     for (i, rule) in config.files.iter().enumerate() {
         let read_from = match rule.read_from {

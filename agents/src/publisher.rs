@@ -531,7 +531,7 @@ impl Sender {
                 self.unsynced.push(*seq);
             }
         }
-        let mut spool_ok = self.sync_spool();
+        let spool_ok = self.sync_spool();
         self.drain();
         if !spool_ok
             && direct_in_flight == 0
@@ -542,7 +542,8 @@ impl Sender {
             // held records directly rather than wait for space. If the broker is away
             // too, they fail again and come back here.
             self.send_held();
-            spool_ok = true;
+            // Wait for them like for any direct record before taking new lines.
+            return false;
         }
         let clear = direct_in_flight == 0
             && spool_ok
