@@ -18,6 +18,8 @@ fn help_lists_every_command_with_a_purpose() {
         "topics",
         "groups",
         "search",
+        "dash",
+        "up",
         "users",
         "completions",
     ] {
