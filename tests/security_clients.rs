@@ -330,7 +330,11 @@ fn search_and_groups_over_sasl_ssl() {
     assert_eq!(lines, want, "{}", json.describe());
 
     // A wrong password and a missing CA are named, not reported as an unreachable broker.
-    let wrong = search(&["secured search", "--count"], "not-it");
+    // (A short --timeout-ms: a refused connection waits it out before asking librdkafka why.)
+    let wrong = search(
+        &["secured search", "--count", "--timeout-ms", "2000"],
+        "not-it",
+    );
     assert!(
         !wrong.success() && wrong.stderr.contains("Authentication failed"),
         "{}",
@@ -346,6 +350,8 @@ fn search_and_groups_over_sasl_ssl() {
         "sasl_ssl",
         "--sasl-username",
         "reader",
+        "--timeout-ms",
+        "2000",
     ]);
     no_ca.env("RILL_SASL_PASSWORD", READER_PW);
     let no_ca = run(&mut no_ca, None, T);
@@ -396,7 +402,13 @@ fn search_and_groups_over_sasl_ssl() {
         describe.describe()
     );
     let wrong = run(
-        &mut rill_secure(&["groups", "list"], &s, &addr, "reader", "not-it"),
+        &mut rill_secure(
+            &["groups", "list", "--timeout-ms", "2000"],
+            &s,
+            &addr,
+            "reader",
+            "not-it",
+        ),
         None,
         T,
     );
