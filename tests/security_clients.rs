@@ -208,16 +208,23 @@ fn agent_ships_over_sasl_ssl_and_a_wrong_password_loses_no_line() {
     );
 
     // Metrics go through the same secured producer to `metrics`.
-    let metrics = read_values(&s, &addr, "admin", ADMIN_PW, "metrics");
-    let sample = metrics
-        .iter()
-        .filter_map(|v| serde_json::from_str::<Value>(v).ok())
-        .find(|v| v["host"] == "sechost");
-    assert!(
-        sample.is_some(),
-        "no metrics sample from the agent: {metrics:?}\n{}",
-        agent.log_text()
-    );
+    let deadline = Instant::now() + T;
+    loop {
+        let metrics = read_values(&s, &addr, "admin", ADMIN_PW, "metrics");
+        let from_agent = metrics
+            .iter()
+            .filter_map(|v| serde_json::from_str::<Value>(v).ok())
+            .any(|v| v["host"] == "sechost");
+        if from_agent {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no metrics sample from the agent: {metrics:?}\n{}",
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 
     // The agent's credentials write logs but cannot delete them.
     let delete = run(
