@@ -2,8 +2,7 @@
 //! read back with kcat. Checks the record contract and that no line is lost through
 //! rotation, copytruncate, SIGKILL, a broker outage, deletion, junk and huge lines.
 //!
-//! The agent binary is found next to the `rill` binary (the test command builds the whole
-//! workspace first).
+//! The agent process fixture (`common::agent`) finds the binary next to the `rill` binary.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -12,113 +11,12 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::agent::{agent_bin, Agent};
 use common::Broker;
 use serde_json::Value;
-
-fn agent_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_rill")).with_file_name("rill-agent");
-    assert!(
-        bin.exists(),
-        "rill-agent binary not found at {}: run `cargo build --workspace` before these tests",
-        bin.display()
-    );
-    bin
-}
-
-/// A running `rill-agent --config`.
-struct Agent {
-    child: Option<Child>,
-    config: PathBuf,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn start(config: &Path) -> Agent {
-        let log = config.with_extension("log");
-        let mut agent = Agent {
-            child: None,
-            config: config.to_path_buf(),
-            log,
-        };
-        agent.spawn();
-        agent
-    }
-
-    fn spawn(&mut self) {
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("agent log");
-        let child = Command::new(agent_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("clone"))
-            .stderr(out)
-            .spawn()
-            .expect("spawn rill-agent");
-        self.child = Some(child);
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("agent running").id();
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("kill");
-        assert!(ok.success(), "kill -{sig} {pid}");
-    }
-
-    fn kill_9(&mut self) {
-        let mut child = self.child.take().expect("agent running");
-        child.kill().expect("SIGKILL agent");
-        child.wait().expect("wait");
-    }
-
-    /// SIGTERM; returns the exit status, bounded in time.
-    fn stop(&mut self) -> ExitStatus {
-        self.signal("TERM");
-        let mut child = self.child.take().expect("agent running");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "rill-agent did not exit within 20 s of SIGTERM\n{}",
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let mut start = text.len().saturating_sub(6000);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        text[start..].to_string()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// One consumed record.
 #[derive(Debug, Clone)]
@@ -878,7 +776,7 @@ fn a_full_spool_pauses_tailing_and_loses_nothing() {
 /// Sets the agent's soft file size limit (`ulimit -f`) in bytes; `None` lifts it. A spool
 /// write past it fails with EFBIG: to the agent, a full disk.
 fn limit_file_size(agent: &Agent, bytes: Option<u64>) {
-    let pid = agent.child.as_ref().expect("agent running").id();
+    let pid = agent.pid();
     let soft = bytes.map_or("unlimited".to_string(), |b| b.to_string());
     let ok = Command::new("prlimit")
         .arg(format!("--pid={pid}"))

@@ -1,137 +1,26 @@
 //! TLS, SASL (PLAIN, SCRAM-SHA-256) and per-user topic permissions, driven with real clients:
 //! kcat, confluent-kafka, kafka-python, `rill topics` and a raw wire client. Certificates are
 //! made per test with rcgen (a CA and a server certificate for 127.0.0.1); users are added with
-//! `rill users add`, the password on stdin as in CI.
+//! `rill users add`, the password on stdin as in CI (fixtures in `common::security`).
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::security::{
+    kcat_sasl, kcat_scram_ssl, sasl_broker, secrets, users_cmd, ADMIN_PW, READER_PW, WRITER_PW,
+};
 use common::wire::{self, Conn};
-use common::{kcat_cmd, rill_cmd, run, Broker, Run};
+use common::{kcat_cmd, rill_cmd, run, Broker};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
     SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
-use tempfile::TempDir;
 
 const T: Duration = Duration::from_secs(60);
-
-const ADMIN_PW: &str = "admin-pw-1";
-const WRITER_PW: &str = "writer pw with spaces";
-const READER_PW: &str = "reader-pw-3";
-
-/// Certificates and a users file in a temp dir.
-struct Secrets {
-    dir: TempDir,
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-    users: PathBuf,
-}
-
-fn secrets() -> Secrets {
-    let dir = tempfile::Builder::new()
-        .prefix("rill-sec-")
-        .tempdir()
-        .expect("tempdir");
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "rill test CA");
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    let ca = ca_params.self_signed(&ca_key).expect("CA cert");
-    let key = rcgen::KeyPair::generate().expect("server key");
-    let mut params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("server params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "localhost");
-    let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
-    let s = Secrets {
-        ca: dir.path().join("ca.pem"),
-        cert: dir.path().join("broker.pem"),
-        key: dir.path().join("broker.key"),
-        users: dir.path().join("users.toml"),
-        dir,
-    };
-    std::fs::write(&s.ca, ca.pem()).expect("write CA");
-    std::fs::write(&s.cert, cert.pem()).expect("write cert");
-    std::fs::write(&s.key, key.serialize_pem()).expect("write key");
-    s
-}
-
-fn users_cmd(file: &Path, args: &[&str], stdin: Option<&str>) -> Run {
-    let mut cmd = rill_cmd(["users"]);
-    cmd.args(args).arg("--file").arg(file);
-    run(&mut cmd, stdin.map(str::as_bytes), T)
-}
-
-impl Secrets {
-    /// admin (admin on everything), writer (write logs*), reader (read logs).
-    fn with_users(self) -> Secrets {
-        users_cmd(
-            &self.users,
-            &["add", "admin", "--admin", "*"],
-            Some(&format!("{ADMIN_PW}\n")),
-        )
-        .assert_ok();
-        users_cmd(
-            &self.users,
-            &["add", "writer", "--write", "logs*"],
-            Some(&format!("{WRITER_PW}\n")),
-        )
-        .assert_ok();
-        users_cmd(
-            &self.users,
-            &["add", "reader", "--read", "logs"],
-            Some(&format!("{READER_PW}\n")),
-        )
-        .assert_ok();
-        self
-    }
-
-    fn tls_config(&self) -> String {
-        format!(
-            "[broker.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
-            self.cert, self.key
-        )
-    }
-
-    fn sasl_config(&self) -> String {
-        format!("[broker.sasl]\nusers_file = {:?}\n", self.users)
-    }
-}
-
-fn kcat_sasl(
-    addr: &str,
-    protocol: &str,
-    ca: Option<&Path>,
-    mechanism: &str,
-    user: &str,
-    pw: &str,
-) -> Command {
-    let mut cmd = kcat_cmd(addr);
-    cmd.args(["-X", &format!("security.protocol={protocol}")])
-        .args(["-X", &format!("sasl.mechanism={mechanism}")])
-        .args(["-X", &format!("sasl.username={user}")])
-        .args(["-X", &format!("sasl.password={pw}")]);
-    if let Some(ca) = ca {
-        cmd.arg("-X")
-            .arg(format!("ssl.ca.location={}", ca.display()));
-    }
-    cmd
-}
 
 #[test]
 fn users_cli_adds_lists_changes_and_removes_users_without_storing_passwords() {
@@ -284,29 +173,6 @@ fn tls_listener_serves_kcat_and_confluent_and_refuses_plaintext() {
     );
 }
 
-/// SASL_SSL on the main listener and SASL_PLAINTEXT on a second one.
-fn sasl_broker(s: &Secrets) -> (Broker, String) {
-    let plain = format!("127.0.0.1:{}", common::free_port());
-    let config = format!(
-        "[broker]\nlisten_plaintext = \"{plain}\"\n[broker.groups]\ninitial_rebalance_delay_ms = 0\n{}{}",
-        s.tls_config(),
-        s.sasl_config()
-    );
-    let broker = Broker::start_with_config(&config);
-    let log = broker.log();
-    assert!(
-        log.contains("SASL_SSL, SASL SCRAM-SHA-256/PLAIN"),
-        "{}",
-        broker.log_excerpt()
-    );
-    assert!(
-        log.contains(&format!("also listening on {plain} (SASL_PLAINTEXT)")),
-        "{}",
-        broker.log_excerpt()
-    );
-    (broker, plain)
-}
-
 #[test]
 fn sasl_with_kcat_and_rill_topics_authenticates_and_enforces_permissions() {
     let s = secrets().with_users();
@@ -314,14 +180,7 @@ fn sasl_with_kcat_and_rill_topics_authenticates_and_enforces_permissions() {
     let addr = broker.addr();
 
     // The writer produces with SCRAM-SHA-256 over SASL_SSL (auto-creating `logs`)...
-    let mut produce = kcat_sasl(
-        &addr,
-        "SASL_SSL",
-        Some(&s.ca),
-        "SCRAM-SHA-256",
-        "writer",
-        WRITER_PW,
-    );
+    let mut produce = kcat_scram_ssl(&s, &addr, "writer", WRITER_PW);
     produce.args(["-P", "-t", "logs", "-p", "0"]);
     run(&mut produce, Some(b"a\nb\nc\n"), T).assert_ok();
     // ...and the reader reads with PLAIN over the SASL_PLAINTEXT listener; Metadata tells it
@@ -334,14 +193,7 @@ fn sasl_with_kcat_and_rill_topics_authenticates_and_enforces_permissions() {
 
     // A wrong password is refused, reported by the client and logged with the peer address.
     let log_len = broker.log_len();
-    let mut wrong = kcat_sasl(
-        &addr,
-        "SASL_SSL",
-        Some(&s.ca),
-        "SCRAM-SHA-256",
-        "writer",
-        "wrong",
-    );
+    let mut wrong = kcat_scram_ssl(&s, &addr, "writer", "wrong");
     wrong.args(["-L", "-m", "5"]);
     let out = run(&mut wrong, None, T);
     assert!(
@@ -374,14 +226,7 @@ fn sasl_with_kcat_and_rill_topics_authenticates_and_enforces_permissions() {
     );
 
     // The reader may not produce: the client reports Kafka's authorization error.
-    let mut denied = kcat_sasl(
-        &addr,
-        "SASL_SSL",
-        Some(&s.ca),
-        "SCRAM-SHA-256",
-        "reader",
-        READER_PW,
-    );
+    let mut denied = kcat_scram_ssl(&s, &addr, "reader", READER_PW);
     denied.args(["-P", "-t", "logs", "-p", "0"]);
     let out = run(&mut denied, Some(b"forbidden\n"), T);
     assert!(

@@ -27,7 +27,7 @@ mod wire;
 mod wire_reader;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 
@@ -115,6 +115,7 @@ pub struct Search {
     pub stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     errors: Arc<parking_lot::Mutex<Vec<SearchError>>>,
+    running: Arc<AtomicUsize>,
 }
 
 /// What a partition reader tells the merger.
@@ -164,6 +165,8 @@ struct Shared {
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     errors: Arc<parking_lot::Mutex<Vec<SearchError>>>,
+    /// Reader threads still running (see [`Search::finish`]).
+    running: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -197,6 +200,8 @@ impl Shared {
     ) -> Result<(), SearchError> {
         let errors = self.errors.clone();
         let stop = self.stop.clone();
+        let running = self.running.clone();
+        running.fetch_add(1, Ordering::SeqCst);
         // Detached: every thread ends on its own once the search is complete or stopped
         // (a closed channel or the stop flag).
         std::thread::Builder::new()
@@ -206,9 +211,13 @@ impl Shared {
                     errors.lock().push(e);
                     stop.store(true, Ordering::Relaxed);
                 }
+                running.fetch_sub(1, Ordering::SeqCst);
             })
             .map(drop)
-            .map_err(SearchError::Thread)
+            .map_err(|e| {
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                SearchError::Thread(e)
+            })
     }
 }
 
@@ -219,6 +228,7 @@ impl Search {
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let errors = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let running = Arc::new(AtomicUsize::new(0));
         let (item_tx, item_rx) = std::sync::mpsc::sync_channel::<(usize, Item)>(4096);
         let (hit_tx, hit_rx) = std::sync::mpsc::sync_channel::<Hit>(1024);
         let limit = options.limit;
@@ -228,6 +238,7 @@ impl Search {
             stats: stats.clone(),
             stop: stop.clone(),
             errors: errors.clone(),
+            running: running.clone(),
         };
         let partitions = match reader_for(args) {
             Reader::Wire => wire_reader::start(args, &shared, &item_tx)?,
@@ -244,6 +255,7 @@ impl Search {
             stats,
             stop,
             errors,
+            running,
         })
     }
 
@@ -253,10 +265,15 @@ impl Search {
     }
 
     /// Ends the search (call it once the hit channel closed, or to give up early) and
-    /// returns the first error a reader hit. Readers that are still closing their
-    /// connections finish in the background.
+    /// returns the first error a reader hit. Waits (up to 2 s) for the readers to close their
+    /// connections: a process that exits while librdkafka threads still tear down TLS
+    /// sessions can crash in OpenSSL's exit handlers (seen as SIGSEGV after the output).
     pub fn finish(self) -> Result<(), SearchError> {
         self.stop();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while self.running.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let first = std::mem::take(&mut *self.errors.lock()).into_iter().next();
         match first {
             Some(e) => Err(e),

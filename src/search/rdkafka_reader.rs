@@ -42,7 +42,8 @@ pub(super) fn start(
     // All topics, never one by name: asking for a missing topic would auto-create it.
     let metadata = client
         .fetch_metadata(None, timeout)
-        .map_err(client_error(args.unreachable_hint()))?;
+        // Lazily: with TLS or SASL the hint connects again to learn why (up to 5 s).
+        .map_err(|cause| client_error(args.unreachable_hint())(cause))?;
     let topic = metadata
         .topics()
         .iter()

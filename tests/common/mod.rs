@@ -5,6 +5,8 @@
 //! Every wait is bounded; a failure prints the broker's log (it is captured to a file).
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod security;
 pub mod tmux;
 pub mod wire;
 

@@ -11,6 +11,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::{Ctx, Reporter, POLL_INTERVAL};
+use crate::client::SecurityProtocol;
 use crate::dash::action::{DataEvent, SourceKind, TopicInfo};
 use crate::lag::now_ms;
 
@@ -43,10 +44,13 @@ pub fn run(ctx: &Ctx) {
     };
     let mut retention: Retentions = HashMap::new();
     let mut configs_at: Option<Instant> = None;
+    // Why a TLS/SASL connection fails, asked once per outage (it takes a client and up to 5 s).
+    let mut diagnosis: Option<Option<String>> = None;
     while !ctx.stopped() {
         let started = Instant::now();
         match sample(ctx, &consumer) {
             Ok(mut topics) => {
+                diagnosis = None;
                 reporter.ok(ctx, format!("{} topics", topics.len()));
                 let stale = configs_at.is_none_or(|t| t.elapsed() > CONFIG_REFRESH)
                     || topics.iter().any(|t| !retention.contains_key(&t.name));
@@ -66,7 +70,19 @@ pub fn run(ctx: &Ctx) {
                     return;
                 }
             }
-            Err(e) => reporter.failing(ctx, format!("{e:#}")),
+            Err(e) => {
+                // A wrong password or an untrusted certificate looks like a dead broker to
+                // Metadata; librdkafka's own error says which it is.
+                let cause = diagnosis.get_or_insert_with(|| {
+                    (ctx.args.security_protocol() != SecurityProtocol::Plaintext)
+                        .then(|| ctx.args.connection_problem())
+                        .flatten()
+                });
+                match cause {
+                    Some(cause) => reporter.failing(ctx, cause),
+                    None => reporter.failing(ctx, format!("{e:#}")),
+                }
+            }
         }
         ctx.sleep(POLL_INTERVAL.saturating_sub(started.elapsed()));
     }
