@@ -61,8 +61,14 @@ pub struct UpArgs {
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
+    // Read once: rill's sections and the agent's section are parsed from the same text.
+    let config_text = match &args.config {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?,
+        None => String::new(),
+    };
     let config = match &args.config {
-        Some(path) => RillConfig::load(path)?,
+        Some(path) => RillConfig::parse(&config_text, path)?,
         None => RillConfig::default(),
     };
     let root = args.data_dir.clone().unwrap_or_else(default_data_dir);
@@ -76,7 +82,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .thread_name("rill-up")
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(up(args, config, root.clone()));
+    let result = runtime.block_on(up(args, config, config_text, root.clone()));
     // Threads stuck in librdkafka calls must not keep the process (and the port) alive.
     runtime.shutdown_timeout(Duration::from_secs(2));
     if result.is_ok() {
@@ -87,7 +93,12 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn up(args: UpArgs, config: RillConfig, root: PathBuf) -> anyhow::Result<()> {
+async fn up(
+    args: UpArgs,
+    config: RillConfig,
+    config_text: String,
+    root: PathBuf,
+) -> anyhow::Result<()> {
     let mut broker_config = config.broker.clone();
     if let Some(listen) = args.listen {
         broker_config.listen = listen;
@@ -105,7 +116,7 @@ async fn up(args: UpArgs, config: RillConfig, root: PathBuf) -> anyhow::Result<(
     }
     let listen = broker_config.listen;
     // Checked before anything starts: a mistake in [agent] is reported with its line.
-    let mut agent_config = agent_config(&args, &config, &root, &listen.to_string())?;
+    let mut agent_config = agent_config(&args, &config, &config_text, &root, &listen.to_string())?;
     let in_use = format!(
         "is another rill running? Watch it with `rill dash --brokers {listen}`, or start this \
          one elsewhere with --listen"
@@ -142,7 +153,8 @@ async fn up(args: UpArgs, config: RillConfig, root: PathBuf) -> anyhow::Result<(
     let dash = rill::dash::run(options);
     let outcome = tokio::select! {
         outcome = dash => outcome.map_err(anyhow::Error::from),
-        () = terminate_signal() => Ok(()),
+        // SIGTERM, or SIGINT from elsewhere (raw mode turns Ctrl-C into a key).
+        () = super::broker::shutdown_signal() => Ok(()),
     };
 
     // Stop in dependency order: generators, then the agent (it flushes to the broker), then
@@ -171,23 +183,14 @@ async fn up(args: UpArgs, config: RillConfig, root: PathBuf) -> anyhow::Result<(
 fn agent_config(
     args: &UpArgs,
     config: &RillConfig,
+    config_text: &str,
     root: &Path,
     brokers: &str,
 ) -> anyhow::Result<rill_agent::config::Config> {
     let data_dir = root.join("agent");
-    let mut agent = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            rill_agent::config::Config::parse_section(path, &text, brokers, &data_dir)?
-        }
-        None => rill_agent::config::Config::parse_section(
-            Path::new("(no config)"),
-            "",
-            brokers,
-            &data_dir,
-        )?,
-    };
+    let config_path = args.config.as_deref().unwrap_or(Path::new("(no config)"));
+    let mut agent =
+        rill_agent::config::Config::parse_section(config_path, config_text, brokers, &data_dir)?;
     let metrics_configured = config
         .agent
         .as_ref()
@@ -251,21 +254,4 @@ fn files_section(include: Vec<String>, read_from: &str) -> toml::Value {
     );
     section.insert("read_from".into(), read_from.into());
     section.into()
-}
-
-/// Completes on SIGTERM (and SIGINT: the dashboard's raw mode turns Ctrl-C into a key, so
-/// this only fires when the signal comes from elsewhere).
-async fn terminate_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
 }
