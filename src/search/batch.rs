@@ -149,13 +149,21 @@ impl<'a> Iterator for Batches<'a> {
     }
 }
 
-/// One record of a decoded batch: ranges into the batch's (decompressed) record bytes.
+/// One record of a decoded batch: where it lies in the batch's (decompressed) record bytes,
+/// its offset and its time. Its key, value and headers are parsed only for the few records a
+/// scan looks at ([`Record::parts`]): indexing every part of every record cost more than
+/// matching them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub offset: i64,
     pub timestamp: i64,
     /// The whole record, its length prefix included.
     pub span: Range<usize>,
+}
+
+/// A record's key, value and headers: ranges into the batch's record bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parts {
     pub key: Option<Range<usize>>,
     pub value: Option<Range<usize>>,
     /// The encoded headers (after their count) and how many there are.
@@ -163,10 +171,33 @@ pub struct Record {
     pub header_count: usize,
 }
 
-impl Record {
-    /// The value's range, an empty one for a null value.
+impl Parts {
+    /// The value's range, an empty one (at the headers) for a null value.
     pub fn value_range(&self) -> Range<usize> {
-        self.value.clone().unwrap_or(self.span.end..self.span.end)
+        self.value
+            .clone()
+            .unwrap_or(self.headers.start..self.headers.start)
+    }
+}
+
+impl Record {
+    /// Parses the record's key, value and header count; `None` when they do not fit in it.
+    pub fn parts(&self, data: &[u8]) -> Option<Parts> {
+        let rec = data.get(..self.span.end)?;
+        let mut pos = self.span.start;
+        varint(rec, &mut pos)?; // length
+        pos += 1; // attributes
+        varint(rec, &mut pos)?; // timestamp delta
+        varint(rec, &mut pos)?; // offset delta
+        let key = bytes_field(rec, &mut pos)?;
+        let value = bytes_field(rec, &mut pos)?;
+        let header_count = varint(rec, &mut pos).and_then(|n| usize::try_from(n).ok())?;
+        (pos <= self.span.end).then_some(Parts {
+            key,
+            value,
+            headers: pos..self.span.end,
+            header_count,
+        })
     }
 }
 
@@ -206,6 +237,7 @@ pub fn decode<'a>(
     let count = usize::try_from(header.record_count).map_err(|_| malformed("negative count"))?;
     // Each record takes at least 7 bytes: no allocation on a count the data cannot hold.
     out.reserve(count.min(data.len() / 7));
+    let log_append_time = header.log_append_time();
     let mut pos = 0;
     for _ in 0..count {
         let start = pos;
@@ -219,26 +251,14 @@ pub fn decode<'a>(
         pos += 1; // attributes
         let ts_delta = varint(rec, &mut pos).ok_or_else(|| malformed("bad timestamp"))?;
         let offset_delta = varint(rec, &mut pos).ok_or_else(|| malformed("bad offset"))?;
-        let key = bytes_field(rec, &mut pos).ok_or_else(|| malformed("bad key"))?;
-        let value = bytes_field(rec, &mut pos).ok_or_else(|| malformed("bad value"))?;
-        let header_count = varint(rec, &mut pos)
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| malformed("bad header count"))?;
-        if pos > end {
-            return Err(malformed("record longer than its length"));
-        }
         out.push(Record {
             offset: header.base_offset + offset_delta,
-            timestamp: if header.log_append_time() {
+            timestamp: if log_append_time {
                 header.max_timestamp
             } else {
                 header.base_timestamp.wrapping_add(ts_delta)
             },
             span: start..end,
-            key,
-            value,
-            headers: pos..end,
-            header_count,
         });
         pos = end;
     }
@@ -256,10 +276,10 @@ pub fn check_crc(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
 }
 
 /// The value of the first header named `name`, if the record has it.
-pub fn header<'a>(data: &'a [u8], record: &Record, name: &str) -> Option<&'a [u8]> {
-    let rec = &data[..record.headers.end];
-    let mut pos = record.headers.start;
-    for _ in 0..record.header_count {
+pub fn header<'a>(data: &'a [u8], parts: &Parts, name: &str) -> Option<&'a [u8]> {
+    let rec = &data[..parts.headers.end];
+    let mut pos = parts.headers.start;
+    for _ in 0..parts.header_count {
         let key = bytes_field(rec, &mut pos)??;
         let value = bytes_field(rec, &mut pos)?;
         if &rec[key] == name.as_bytes() {
@@ -272,11 +292,18 @@ pub fn header<'a>(data: &'a [u8], record: &Record, name: &str) -> Option<&'a [u8
 /// A zigzag varint (at most 10 bytes).
 #[inline]
 fn varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
-    // Most varints in a record (attributes aside: deltas, short lengths) are one byte.
+    // Most varints in a record are one byte (deltas, short lengths) or two (a record's
+    // length, a timestamp delta of a busy batch): those take no loop.
+    let zigzag = |raw: u64| (raw >> 1) as i64 ^ -((raw & 1) as i64);
     let first = *buf.get(*pos)?;
     if first < 0x80 {
         *pos += 1;
-        return Some(i64::from(first >> 1) ^ -i64::from(first & 1));
+        return Some(zigzag(u64::from(first)));
+    }
+    let second = *buf.get(*pos + 1)?;
+    if second < 0x80 {
+        *pos += 2;
+        return Some(zigzag(u64::from(first & 0x7f) | u64::from(second) << 7));
     }
     let mut raw = 0u64;
     for i in 0..10 {
@@ -284,7 +311,7 @@ fn varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
         *pos += 1;
         raw |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
-            return Some((raw >> 1) as i64 ^ -((raw & 1) as i64));
+            return Some(zigzag(raw));
         }
     }
     None
@@ -339,7 +366,7 @@ fn read_all(reader: &mut dyn Read, dst: &mut Vec<u8>) -> std::io::Result<usize> 
                     "larger than any batch",
                 ));
             }
-            dst.resize((dst.len() * 2).max(256 << 10), 0);
+            dst.resize((dst.len() * 2).max(1 << 20), 0);
         }
         match reader.read(&mut dst[filled..]) {
             Ok(0) => return Ok(filled),
@@ -464,9 +491,13 @@ pub(crate) mod tests {
             let (header, raw) = item?;
             let data = decode(&header, raw, &mut scratch, &mut records)?;
             for r in &records {
+                let parts = r.parts(data).ok_or(BatchError::Malformed {
+                    offset: r.offset,
+                    what: "bad record",
+                })?;
                 let mut headers = Vec::new();
-                let mut pos = r.headers.start;
-                for _ in 0..r.header_count {
+                let mut pos = parts.headers.start;
+                for _ in 0..parts.header_count {
                     let k = bytes_field(&data[..r.span.end], &mut pos).unwrap().unwrap();
                     let v = bytes_field(&data[..r.span.end], &mut pos).unwrap().unwrap();
                     headers.push((
@@ -478,8 +509,8 @@ pub(crate) mod tests {
                     r.offset,
                     (
                         r.timestamp,
-                        r.key.clone().map(|k| data[k].to_vec()),
-                        r.value.clone().map(|v| data[v].to_vec()),
+                        parts.key.clone().map(|k| data[k].to_vec()),
+                        parts.value.clone().map(|v| data[v].to_vec()),
                         headers,
                     ),
                 ));
@@ -624,7 +655,8 @@ pub(crate) mod tests {
         let (h, raw) = batches(&bytes).next().unwrap().unwrap();
         let (mut scratch, mut records) = (Vec::new(), Vec::new());
         let data = decode(&h, raw, &mut scratch, &mut records).unwrap();
-        assert_eq!(header(data, &records[0], "level"), Some(&b"error"[..]));
-        assert_eq!(header(data, &records[0], "source"), None);
+        let parts = records[0].parts(data).unwrap();
+        assert_eq!(header(data, &parts, "level"), Some(&b"error"[..]));
+        assert_eq!(header(data, &parts, "source"), None);
     }
 }

@@ -230,7 +230,7 @@ impl Search {
         let errors = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let running = Arc::new(AtomicUsize::new(0));
         let (item_tx, item_rx) = std::sync::mpsc::sync_channel::<(usize, Item)>(4096);
-        let (hit_tx, hit_rx) = std::sync::mpsc::sync_channel::<Hit>(1024);
+        let (hit_tx, hit_rx) = std::sync::mpsc::sync_channel::<Hit>(256);
         let limit = options.limit;
         let follow = options.follow;
         let shared = Shared {

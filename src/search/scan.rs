@@ -20,7 +20,7 @@
 
 use std::ops::Range;
 
-use crate::search::batch::{self, Record};
+use crate::search::batch::{self, BatchError, Record};
 use crate::search::query::Fields;
 use crate::search::{Hit, Options};
 
@@ -34,6 +34,7 @@ pub struct Scanned {
 
 /// Scans the records of one batch whose offsets are in `offsets`; hits (when not only
 /// counting) are pushed to `hits`. `candidates` is scratch space kept between batches.
+/// A record the scan looks at whose parts do not fit in it is an error.
 #[allow(clippy::too_many_arguments)]
 pub fn scan_batch(
     options: &Options,
@@ -43,19 +44,25 @@ pub fn scan_batch(
     offsets: Range<i64>,
     candidates: &mut Vec<(usize, Option<Range<usize>>)>,
     hits: &mut Vec<Hit>,
-) -> Scanned {
+) -> Result<Scanned, BatchError> {
     let first = records.partition_point(|r| r.offset < offsets.start);
     let last = records.partition_point(|r| r.offset < offsets.end);
     let records = &records[first..last.max(first)];
-    let mut out = Scanned {
-        records: records.len() as u64,
-        bytes: records.iter().map(|r| r.value_range().len() as u64).sum(),
-        matched: 0,
-    };
     let (Some(head), Some(tail)) = (records.first(), records.last()) else {
-        return out;
+        return Ok(Scanned::default());
     };
     let region = head.span.start..tail.span.end;
+    let mut out = Scanned {
+        records: records.len() as u64,
+        bytes: region.len() as u64,
+        matched: 0,
+    };
+    let parts = |rec: &Record| {
+        rec.parts(data).ok_or(BatchError::Malformed {
+            offset: rec.offset,
+            what: "a record's key, value or headers run past its end",
+        })
+    };
     let matcher = &options.matcher;
     // Positions only grow within each pass, so the record holding one is found by walking
     // on from the last one.
@@ -81,7 +88,7 @@ pub fn scan_batch(
     let (mut pos, mut i) = (region.start, 0);
     while let Some(at) = memchr::memchr(b'\\', &data[pos..region.end]) {
         i = containing(i, pos + at);
-        if records[i].value_range().contains(&(pos + at)) {
+        if parts(&records[i])?.value_range().contains(&(pos + at)) {
             escaped.push(i);
             pos = records[i].span.end;
         } else {
@@ -111,18 +118,19 @@ pub fn scan_batch(
         if !in_time(options, rec.timestamp) {
             continue;
         }
-        let value = &data[rec.value_range()];
+        let parts = parts(rec)?;
+        let value = &data[parts.value_range()];
         if counting_only && matcher.scan_is_exact() {
             if let Some(found) = &found {
-                if proven_in_line(rec.value_range(), value, found) {
+                if proven_in_line(parts.value_range(), value, found) {
                     out.matched += 1;
                     continue;
                 }
             }
         }
-        let key = rec.key.clone().map(|k| &data[k]);
+        let key = parts.key.clone().map(|k| &data[k]);
         let header = |name: &str| {
-            batch::header(data, rec, name).map(|v| String::from_utf8_lossy(v).into_owned())
+            batch::header(data, &parts, name).map(|v| String::from_utf8_lossy(v).into_owned())
         };
         if let Some(hit) = examine(
             options,
@@ -139,7 +147,7 @@ pub fn scan_batch(
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Whether `found` (a range of the batch) lies inside the top-level `"line"` string of the
@@ -339,7 +347,8 @@ mod tests {
             offsets,
             &mut candidates,
             &mut hits,
-        );
+        )
+        .unwrap();
         (s.matched, hits.iter().map(|h| h.offset).collect())
     }
 

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -260,55 +262,180 @@ struct PartitionReader {
     timeout: Duration,
 }
 
+/// What a partition's fetcher hands its scanner, in offset order.
+enum Fetched {
+    /// The records a Fetch returned (whole batches; a partial one at the end is left out),
+    /// to be scanned from `offset` on, and the aborted transactions the broker listed.
+    Records {
+        offset: i64,
+        bytes: Bytes,
+        aborted: Vec<(i64, i64)>,
+    },
+    /// The partition reached the end it had when the search started.
+    CaughtUp,
+}
+
 impl PartitionReader {
+    /// Reads the partition on two threads: a fetcher that keeps the next Fetch in flight and
+    /// reads its answer off the socket while this thread decodes and scans the previous
+    /// one. With one thread, the broker's answer waited in a full socket buffer while the
+    /// scan ran, and the scan then waited for the rest of it: a third of a full scan's wall
+    /// time went to that wait.
     fn run(self) -> Result<(), SearchError> {
+        let PartitionReader {
+            shared,
+            items,
+            index,
+            range,
+            conn,
+            leader,
+            timeout,
+        } = self;
         // A copy per thread: each regex copy has its own match cache (a shared one is a
         // lock taken on every search).
-        let options = &(*self.shared.options).clone();
+        let options = (*shared.options).clone();
         let follow = options.follow && options.until_ms.is_none();
+        let partition = range.partition;
+        if range.start >= range.end && (items.send((index, Item::CaughtUp)).is_err() || !follow) {
+            return Ok(());
+        }
+        // Room for one answer between the two threads: with one being scanned and one on
+        // its way, the fetcher stays ahead without holding more than a few fetches' bytes.
+        let (fetched_tx, fetched) = std::sync::mpsc::sync_channel(1);
+        let fetcher = Fetcher {
+            topic: TopicName(StrBytes::from_string(options.topic.clone())),
+            partition,
+            range,
+            follow,
+            timeout,
+            stop: shared.stop.clone(),
+            out: fetched_tx,
+        };
+        shared.spawn(format!("search-f{partition}"), move || {
+            let conn = match conn {
+                Some(conn) => conn,
+                None => Connection::connect(&leader, timeout)?,
+            };
+            fetcher.run(conn)
+        })?;
+
+        let scan_end = if follow { i64::MAX } else { range.end };
+        let what = || format!("{}/{partition}", options.topic);
+        let (mut scratch, mut records, mut candidates, mut hits) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut transactions = Transactions::default();
+        let mut caught_up = false;
+        for fetched in fetched {
+            if shared.stopped() {
+                break;
+            }
+            let (offset, bytes, aborted) = match fetched? {
+                Fetched::CaughtUp => {
+                    caught_up = true;
+                    if items.send((index, Item::CaughtUp)).is_err() || !follow {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Fetched::Records {
+                    offset,
+                    bytes,
+                    aborted,
+                } => (offset, bytes, aborted),
+            };
+            let scanning = std::time::Instant::now();
+            transactions.aborted(aborted.into_iter());
+            for item in batch::batches(&bytes) {
+                let (header, raw) = item.map_err(|cause| SearchError::Batch {
+                    partition: what(),
+                    cause,
+                })?;
+                if header.next_offset() <= offset {
+                    continue;
+                }
+                let skip = transactions.skips(&header);
+                // A batch that does not decode: corrupt (its CRC says so) or not.
+                let failed = |cause| SearchError::Batch {
+                    partition: what(),
+                    cause: batch::check_crc(&header, raw).err().unwrap_or(cause),
+                };
+                let data =
+                    batch::decode(&header, raw, &mut scratch, &mut records).map_err(failed)?;
+                if header.is_control() {
+                    transactions.marker(&header, data, &records);
+                    continue;
+                }
+                if skip {
+                    continue;
+                }
+                let scanned = scan_batch(
+                    &options,
+                    partition,
+                    data,
+                    &records,
+                    offset..scan_end,
+                    &mut candidates,
+                    &mut hits,
+                )
+                .map_err(failed)?;
+                shared.add(&scanned);
+                for hit in hits.drain(..) {
+                    if items.send((index, Item::Hit(Box::new(hit)))).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            tracing::debug!(
+                partition,
+                offset,
+                bytes = bytes.len(),
+                scanned_us = scanning.elapsed().as_micros() as u64,
+                "scanned"
+            );
+        }
+        if !caught_up {
+            let _ = items.send((index, Item::CaughtUp));
+        }
+        Ok(())
+    }
+}
+
+/// A partition's fetcher: Fetch requests from the range's start on, one in flight while the
+/// previous answer goes to the scanner.
+struct Fetcher {
+    topic: TopicName,
+    partition: i32,
+    range: PartitionRange,
+    follow: bool,
+    /// The connection's timeout, to which a caught-up fetch's long-poll is added.
+    timeout: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    out: SyncSender<Result<Fetched, SearchError>>,
+}
+
+impl Fetcher {
+    /// Fetches until the end of the range (forever with `follow`), the scanner hangs up or
+    /// the search stops. Its error goes to the scanner.
+    fn run(self, conn: Connection) -> Result<(), SearchError> {
+        if let Err(e) = self.fetch_all(conn) {
+            let _ = self.out.send(Err(e));
+        }
+        Ok(())
+    }
+
+    fn fetch_all(&self, mut conn: Connection) -> Result<(), SearchError> {
         let PartitionRange {
             partition,
             start,
             end,
         } = self.range;
-        let mut caught_up = start >= end;
-        if caught_up && (self.items.send((self.index, Item::CaughtUp)).is_err() || !follow) {
-            return Ok(());
-        }
-        let mut conn = match self.conn {
-            Some(conn) => conn,
-            None => Connection::connect(&self.leader, self.timeout)?,
-        };
         conn.set_read_timeout(self.timeout + FOLLOW_WAIT)?;
         let version = conn.versions.fetch;
-        let topic = TopicName(StrBytes::from_string(options.topic.clone()));
-        let fetch = |offset: i64, wait: Duration, max_bytes: i32| {
-            FetchRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_max_wait_ms(wait.as_millis() as i32)
-                .with_min_bytes(1)
-                .with_max_bytes(max_bytes)
-                .with_isolation_level(READ_COMMITTED)
-                .with_session_id(0)
-                .with_session_epoch(-1)
-                .with_topics(vec![FetchTopic::default()
-                    .with_topic(topic.clone())
-                    .with_partitions(vec![FetchPartition::default()
-                        .with_partition(partition)
-                        .with_current_leader_epoch(-1)
-                        .with_fetch_offset(offset)
-                        .with_log_start_offset(-1)
-                        .with_partition_max_bytes(max_bytes)])])
-        };
-        let what = || format!("fetch from {}/{partition}", options.topic);
-        // With --follow the scan goes past the end the partition had at the start.
-        let scan_end = if follow { i64::MAX } else { end };
+        let what = || format!("fetch from {}/{partition}", self.topic.0);
         let mut offset = start;
+        let mut caught_up = start >= end;
         let mut in_flight = false;
-        let (mut scratch, mut records, mut candidates, mut hits) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut transactions = Transactions::default();
-        while !self.shared.stopped() {
+        while !self.stop.load(std::sync::atomic::Ordering::Relaxed) {
             if !in_flight {
                 let wait = if caught_up {
                     FOLLOW_WAIT
@@ -321,12 +448,9 @@ impl PartitionReader {
                 } else {
                     FETCH_MAX_BYTES
                 };
-                conn.send(&fetch(offset, wait, max_bytes), version)?;
+                conn.send(&self.request(offset, wait, max_bytes), version)?;
             }
-            let waited = std::time::Instant::now();
             let response = conn.receive::<FetchRequest>()?;
-            let waited = waited.elapsed();
-            let scanning = std::time::Instant::now();
             in_flight = false;
             SearchError::check(response.error_code, what)?;
             let data = response
@@ -347,76 +471,21 @@ impl PartitionReader {
             }
             SearchError::check(data.error_code, what)?;
             let bytes = data.records.clone().unwrap_or_default();
-            transactions.aborted(
-                data.aborted_transactions
-                    .iter()
-                    .flatten()
-                    .map(|a| (a.producer_id.0, a.first_offset)),
-            );
             let next = batch::batches(&bytes)
                 .filter_map(Result::ok)
                 .map(|(h, _)| h.next_offset())
                 .last()
                 .unwrap_or(offset)
                 .max(offset);
-            // Ask for the next records before scanning these: the broker reads and sends
-            // them while we decode.
-            if (follow || next < end) && next > offset {
-                conn.send(&fetch(next, Duration::ZERO, FETCH_MAX_BYTES), version)?;
+            // Ask for the next records before handing these over: the broker reads and
+            // sends them while the scanner decodes.
+            if (self.follow || next < end) && next > offset {
+                conn.send(
+                    &self.request(next, Duration::ZERO, FETCH_MAX_BYTES),
+                    version,
+                )?;
                 in_flight = true;
             }
-            for item in batch::batches(&bytes) {
-                let (header, raw) = item.map_err(|cause| SearchError::Batch {
-                    partition: format!("{}/{partition}", options.topic),
-                    cause,
-                })?;
-                if header.next_offset() <= offset {
-                    continue;
-                }
-                let skip = transactions.skips(&header);
-                let data =
-                    batch::decode(&header, raw, &mut scratch, &mut records).map_err(|cause| {
-                        SearchError::Batch {
-                            partition: format!("{}/{partition}", options.topic),
-                            // A batch that does not decode: corrupt (its CRC says so) or not.
-                            cause: batch::check_crc(&header, raw).err().unwrap_or(cause),
-                        }
-                    })?;
-                if header.is_control() {
-                    transactions.marker(&header, data, &records);
-                    continue;
-                }
-                if skip {
-                    continue;
-                }
-                let scanned = scan_batch(
-                    options,
-                    partition,
-                    data,
-                    &records,
-                    offset..scan_end,
-                    &mut candidates,
-                    &mut hits,
-                );
-                self.shared.add(&scanned);
-                for hit in hits.drain(..) {
-                    if self
-                        .items
-                        .send((self.index, Item::Hit(Box::new(hit))))
-                        .is_err()
-                    {
-                        return Ok(());
-                    }
-                }
-            }
-            tracing::debug!(
-                partition,
-                offset,
-                bytes = bytes.len(),
-                waited_us = waited.as_micros() as u64,
-                scanned_us = scanning.elapsed().as_micros() as u64,
-                "fetched"
-            );
             if next == offset && !caught_up && data.high_watermark <= offset {
                 // Nothing more at this offset: the partition shrank (records deleted).
                 offset = end;
@@ -426,18 +495,50 @@ impl PartitionReader {
                     detail: format!("no records at offset {offset} below the high watermark"),
                 });
             }
-            offset = next.max(offset);
+            if next > offset {
+                let aborted = data
+                    .aborted_transactions
+                    .iter()
+                    .flatten()
+                    .map(|a| (a.producer_id.0, a.first_offset))
+                    .collect();
+                let records = Fetched::Records {
+                    offset,
+                    bytes,
+                    aborted,
+                };
+                if self.out.send(Ok(records)).is_err() {
+                    return Ok(());
+                }
+                offset = next;
+            }
             if !caught_up && offset >= end {
                 caught_up = true;
-                if self.items.send((self.index, Item::CaughtUp)).is_err() || !follow {
+                if self.out.send(Ok(Fetched::CaughtUp)).is_err() || !self.follow {
                     return Ok(());
                 }
             }
         }
-        if !caught_up {
-            let _ = self.items.send((self.index, Item::CaughtUp));
-        }
         Ok(())
+    }
+
+    fn request(&self, offset: i64, wait: Duration, max_bytes: i32) -> FetchRequest {
+        FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(wait.as_millis() as i32)
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_isolation_level(READ_COMMITTED)
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(self.topic.clone())
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(self.partition)
+                    .with_current_leader_epoch(-1)
+                    .with_fetch_offset(offset)
+                    .with_log_start_offset(-1)
+                    .with_partition_max_bytes(max_bytes)])])
     }
 }
 
@@ -476,7 +577,7 @@ impl Transactions {
     fn marker(&mut self, header: &batch::BatchHeader, data: &[u8], records: &[batch::Record]) {
         let kind = records
             .first()
-            .and_then(|r| r.key.clone())
+            .and_then(|r| r.parts(data)?.key)
             .and_then(|k| data.get(k.start + 2..k.start + 4))
             .map(|t| i16::from_be_bytes([t[0], t[1]]));
         if kind == Some(0) {
@@ -523,15 +624,13 @@ mod tests {
         assert!(!t.skips(&header(3, 8, TRANSACTIONAL)), "another producer");
         assert!(t.skips(&header(4, 7, TRANSACTIONAL)));
         // The abort marker: a control record whose key is (version 0, type 0).
-        let data = [0u8, 0, 0, 0];
+        // Length 10, attributes, timestamp and offset deltas 0, a 4-byte key (zigzag 8),
+        // a null value (zigzag -1), no headers.
+        let data = [20u8, 0, 0, 0, 8, 0, 0, 0, 0, 1, 0];
         let marker = Record {
             offset: 5,
             timestamp: 0,
-            span: 0..4,
-            key: Some(0..4),
-            value: None,
-            headers: 4..4,
-            header_count: 0,
+            span: 0..data.len(),
         };
         let control = header(5, 7, TRANSACTIONAL | CONTROL);
         t.skips(&control);

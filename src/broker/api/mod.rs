@@ -377,10 +377,16 @@ fn encode<R: Encodable + HeaderVersion>(
     version: i16,
     response: &R,
 ) -> Reply {
-    let mut buf = BytesMut::new();
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = R::header_version(version);
+    // Sized up front: a Fetch response carries megabytes of records, and a buffer grown by
+    // doubling copied them several times over (a sixth of the broker's CPU in a scan).
+    let size = header
+        .compute_size(header_version)
+        .and_then(|h| Ok(h + response.compute_size(version)?));
+    let mut buf = BytesMut::with_capacity(size.unwrap_or(0));
     let result = header
-        .encode(&mut buf, R::header_version(version))
+        .encode(&mut buf, header_version)
         .and_then(|()| response.encode(&mut buf, version));
     match result {
         Ok(()) => Reply::Send(buf),
