@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod fingerprint;
 pub mod health;
+pub mod kafka;
 pub mod level;
 pub mod lines;
 pub mod metrics;
