@@ -116,6 +116,8 @@ pub struct Search {
     stop: Arc<AtomicBool>,
     errors: Arc<parking_lot::Mutex<Vec<SearchError>>>,
     running: Arc<AtomicUsize>,
+    /// Which client reads: [`Search::finish`] waits for librdkafka's readers to close.
+    reader: Reader,
 }
 
 /// What a partition reader tells the merger.
@@ -240,7 +242,8 @@ impl Search {
             errors: errors.clone(),
             running: running.clone(),
         };
-        let partitions = match reader_for(args) {
+        let reader = reader_for(args);
+        let partitions = match reader {
             Reader::Wire => wire_reader::start(args, &shared, &item_tx)?,
             Reader::Librdkafka => rdkafka_reader::start(args, &shared, &item_tx)?,
         };
@@ -256,6 +259,7 @@ impl Search {
             stop,
             errors,
             running,
+            reader,
         })
     }
 
@@ -265,13 +269,18 @@ impl Search {
     }
 
     /// Ends the search (call it once the hit channel closed, or to give up early) and
-    /// returns the first error a reader hit. Waits (up to 2 s) for the readers to close their
-    /// connections: a process that exits while librdkafka threads still tear down TLS
-    /// sessions can crash in OpenSSL's exit handlers (seen as SIGSEGV after the output).
+    /// returns the first error a reader hit. With librdkafka, waits (up to 2 s) for the
+    /// readers to close their connections: a process that exits while librdkafka threads
+    /// still tear down TLS sessions can crash in OpenSSL's exit handlers (seen as SIGSEGV
+    /// after the output). The wire reader's threads need no such wait, and a short search
+    /// should not pay for one.
     pub fn finish(self) -> Result<(), SearchError> {
         self.stop();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while self.running.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        while self.reader == Reader::Librdkafka
+            && self.running.load(Ordering::SeqCst) > 0
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let first = std::mem::take(&mut *self.errors.lock()).into_iter().next();
