@@ -28,9 +28,12 @@ use crate::search::{resolve_range, Item, PartitionRange, Shared};
 
 /// How long a caught-up `--follow` fetch waits at the broker for new records.
 const FOLLOW_WAIT: Duration = Duration::from_millis(500);
-/// Bytes asked for per fetch. Brokers cap it by their own limit (rill's `fetch_max_bytes`,
-/// Kafka's `fetch.max.bytes`); large, so a scan takes few round trips.
-const FETCH_MAX_BYTES: i32 = 32 << 20;
+/// Bytes asked for per fetch (a larger first batch still comes whole, KIP-74). With the
+/// next fetch always in flight, round trips cost little; what costs is memory touched for
+/// the first time, so the fetches are small enough for the connection to reuse a few
+/// response buffers over and over (4 MiB fetches faulted in every byte a scan read: 6 %
+/// more CPU, 9 % more wall time).
+const FETCH_MAX_BYTES: i32 = 1 << 20;
 /// The first fetch of a partition asks for less, so decoding starts while the broker still
 /// reads the rest: a broker answers a fetch only once it has read all of it.
 const FIRST_FETCH_BYTES: i32 = 256 << 10;
