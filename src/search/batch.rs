@@ -355,6 +355,17 @@ fn decompress(
     }
 }
 
+/// The decompression buffer's first size: a batch producers close at about 1 MB.
+const SCRATCH_BYTES: usize = 1 << 20;
+
+/// Readies `scratch` for [`decode`] (its first size, zeroed), so that a reader can do it
+/// while its first fetch is on the way rather than when the first batch arrives.
+pub fn prepare_scratch(scratch: &mut Vec<u8>) {
+    if scratch.len() < SCRATCH_BYTES {
+        scratch.resize(SCRATCH_BYTES, 0);
+    }
+}
+
 /// Reads `reader` to its end into `dst` from its start, growing it as needed; the length read.
 fn read_all(reader: &mut dyn Read, dst: &mut Vec<u8>) -> std::io::Result<usize> {
     let mut filled = 0;
@@ -366,7 +377,7 @@ fn read_all(reader: &mut dyn Read, dst: &mut Vec<u8>) -> std::io::Result<usize> 
                     "larger than any batch",
                 ));
             }
-            dst.resize((dst.len() * 2).max(1 << 20), 0);
+            dst.resize((dst.len() * 2).max(SCRATCH_BYTES), 0);
         }
         match reader.read(&mut dst[filled..]) {
             Ok(0) => return Ok(filled),

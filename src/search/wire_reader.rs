@@ -328,6 +328,10 @@ impl PartitionReader {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut transactions = Transactions::default();
         let mut caught_up = false;
+        // While the first fetch is on its way: fault in the decompression buffer and make
+        // this thread's matcher caches, which the first batch otherwise waits for.
+        batch::prepare_scratch(&mut scratch);
+        options.matcher.scan_find(b"", 0..0);
         for fetched in fetched {
             if shared.stopped() {
                 break;
