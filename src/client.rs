@@ -204,6 +204,47 @@ impl BrokerArgs {
         client.context().best()
     }
 
+    /// A client for metadata and offsets that keeps the reasons its connections fail, for
+    /// [`Self::metadata`].
+    pub fn diagnosed_consumer(&self) -> rdkafka::error::KafkaResult<DiagnosedConsumer> {
+        self.client_config()
+            // Connection failures (FAIL) are logged at error level, some only there.
+            .set_log_level(RDKafkaLogLevel::Error)
+            .create_with_context(ErrorCapture::default())
+    }
+
+    /// The cluster's metadata (all topics: asking for one by name could auto-create it).
+    /// Gives up as soon as librdkafka reports that connecting cannot work (a refused
+    /// password, a TLS failure) instead of waiting out the timeout; otherwise the error is
+    /// the unreachable-broker hint.
+    pub fn metadata(
+        &self,
+        client: &DiagnosedConsumer,
+    ) -> Result<rdkafka::metadata::Metadata, String> {
+        let deadline = Instant::now() + self.timeout();
+        loop {
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(METADATA_SLICE);
+            match client.fetch_metadata(None, slice) {
+                Ok(metadata) => return Ok(metadata),
+                Err(e) => {
+                    // Serves the error callbacks (an authentication failure comes there).
+                    let _ = client.poll(Duration::ZERO);
+                    if let Some(cause) = client.context().fatal() {
+                        return Err(format!(
+                            "cannot connect to the Kafka broker at {}: {cause}",
+                            self.brokers
+                        ));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(format!("{}: {e}", self.unreachable_hint()));
+                    }
+                }
+            }
+        }
+    }
+
     /// The hint appended to "cannot reach the broker" errors. With TLS or SASL it asks
     /// librdkafka what went wrong (see [`Self::connection_problem`]), so a wrong password says
     /// so instead of looking like a dead broker.
@@ -238,9 +279,16 @@ impl BrokerArgs {
     }
 }
 
+/// How long one metadata attempt of [`BrokerArgs::metadata`] waits before it looks at the
+/// errors librdkafka reported.
+const METADATA_SLICE: Duration = Duration::from_millis(250);
+
+/// A consumer used for metadata and offsets that records why its connections fail.
+pub type DiagnosedConsumer = BaseConsumer<ErrorCapture>;
+
 /// Records the errors librdkafka reports, silencing its own logging.
 #[derive(Default)]
-struct ErrorCapture {
+pub struct ErrorCapture {
     errors: Mutex<Vec<(RDKafkaErrorCode, String)>>,
 }
 
@@ -259,6 +307,20 @@ impl ErrorCapture {
             e.iter()
                 .any(|(code, _)| *code != RDKafkaErrorCode::AllBrokersDown)
         })
+    }
+
+    /// An error that retrying will not cure: a refused password, a TLS failure.
+    fn fatal(&self) -> Option<String> {
+        let errors = self.errors.lock().ok()?;
+        errors
+            .iter()
+            .find(|(code, _)| {
+                matches!(
+                    code,
+                    RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL
+                )
+            })
+            .map(|(_, reason)| reason.clone())
     }
 
     fn best(&self) -> Option<String> {

@@ -22,7 +22,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::client::BrokerArgs;
+use crate::client::{BrokerArgs, DiagnosedConsumer};
 
 // ---------------------------------------------------------------------------------------------
 // The consumer protocol's member metadata and assignment bytes
@@ -481,7 +481,7 @@ pub struct Probe {
     args: BrokerArgs,
     /// Metadata, group listing and watermarks; it has no group id, so it can neither join
     /// nor commit anything.
-    client: BaseConsumer,
+    client: DiagnosedConsumer,
     /// Per group: a consumer with that group id for OffsetFetch and for reading the oldest
     /// unconsumed records by `assign` (librdkafka refuses `assign` without a group id). Never
     /// subscribed, so it never joins; auto-commit and the offset store are off, so it never
@@ -491,9 +491,8 @@ pub struct Probe {
 
 impl Probe {
     pub fn new(args: &BrokerArgs) -> anyhow::Result<Probe> {
-        let client: BaseConsumer = args
-            .client_config()
-            .create()
+        let client = args
+            .diagnosed_consumer()
             .context("cannot create a Kafka client")?;
         Ok(Probe {
             args: args.clone(),
@@ -508,11 +507,9 @@ impl Probe {
 
     /// Every group the cluster knows (ListGroups, then DescribeGroups for each).
     pub fn list_groups(&self) -> anyhow::Result<Vec<GroupInfo>> {
-        // Reach the cluster first, so an unreachable broker gets the usual hint rather than
-        // librdkafka's timeout code.
-        self.client
-            .fetch_metadata(None, self.timeout())
-            .with_context(|| self.args.unreachable_hint())?;
+        // Reach the cluster first, so an unreachable broker gets the usual hint (and a
+        // refused password says so at once) rather than librdkafka's timeout code.
+        self.args.metadata(&self.client).map_err(|e| anyhow!(e))?;
         self.fetch_groups(None)
     }
 
@@ -521,9 +518,7 @@ impl Probe {
         if group.is_empty() {
             bail!("a group id cannot be empty");
         }
-        self.client
-            .fetch_metadata(None, self.timeout())
-            .with_context(|| self.args.unreachable_hint())?;
+        self.args.metadata(&self.client).map_err(|e| anyhow!(e))?;
         let groups = self.fetch_groups(Some(group))?;
         match groups.into_iter().find(|g| g.group == group) {
             // Kafka describes a group it does not know as Dead rather than with an error.
@@ -623,10 +618,7 @@ impl Probe {
     /// lag in time (one fetch each); without it `lag_ms` is None where lag > 0.
     pub fn snapshot(&mut self, info: GroupInfo, with_times: bool) -> anyhow::Result<GroupSnapshot> {
         let timeout = self.timeout();
-        let metadata = self
-            .client
-            .fetch_metadata(None, timeout)
-            .with_context(|| self.args.unreachable_hint())?;
+        let metadata = self.args.metadata(&self.client).map_err(|e| anyhow!(e))?;
         let mut topics: BTreeMap<String, Vec<i32>> = metadata
             .topics()
             .iter()

@@ -10,6 +10,10 @@ pub enum SearchError {
     /// No bootstrap broker answered.
     #[error("{hint}: {cause}")]
     Unreachable { hint: String, cause: std::io::Error },
+    /// librdkafka could not get the cluster's metadata; the message says why (a refused
+    /// password, a TLS failure) or what to check.
+    #[error("{0}")]
+    NoMetadata(String),
     #[error("topic {topic:?} not found on {brokers} (see `rill topics list`)")]
     UnknownTopic { topic: String, brokers: String },
     /// A broker answered a request with a Kafka error code.

@@ -15,7 +15,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::client::BrokerArgs;
+use crate::client::{BrokerArgs, DiagnosedConsumer};
 use crate::search::error::SearchError;
 use crate::search::scan::{examine, Scanned};
 use crate::search::{resolve_range, Item, PartitionRange, Shared};
@@ -35,15 +35,10 @@ pub(super) fn start(
     let options = &shared.options;
     // No group id: metadata and ListOffsets only (a consumer with a group id takes a
     // coordinator round on close).
-    let client: BaseConsumer = args
-        .client_config()
-        .create()
+    let client = args
+        .diagnosed_consumer()
         .map_err(client_error("cannot create a Kafka client"))?;
-    // All topics, never one by name: asking for a missing topic would auto-create it.
-    let metadata = client
-        .fetch_metadata(None, timeout)
-        // Lazily: with TLS or SASL the hint connects again to learn why (up to 5 s).
-        .map_err(|cause| client_error(args.unreachable_hint())(cause))?;
+    let metadata = args.metadata(&client).map_err(SearchError::NoMetadata)?;
     let topic = metadata
         .topics()
         .iter()
@@ -124,7 +119,7 @@ fn scan_config(args: &BrokerArgs) -> rdkafka::ClientConfig {
 /// ListOffsets by timestamp: per partition, the first offset with a timestamp >= `time`, or
 /// None when no record is that recent. None without a time.
 fn times_to_offsets(
-    client: &BaseConsumer,
+    client: &DiagnosedConsumer,
     topic: &str,
     partitions: &[i32],
     time: Option<i64>,
