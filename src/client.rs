@@ -238,7 +238,7 @@ impl BrokerArgs {
                         ));
                     }
                     if Instant::now() >= deadline {
-                        return Err(format!("{}: {e}", self.unreachable_hint()));
+                        return Err(format!("{} (librdkafka: {e})", self.unreachable_hint()));
                     }
                 }
             }
