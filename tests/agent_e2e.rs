@@ -907,6 +907,7 @@ fn a_minute_long_outage_under_load_loses_nothing() {
 #[test]
 fn rills_producer_writes_the_contract_in_idempotent_lz4_batches() {
     let OneFile {
+        broker: _broker,
         addr,
         dir: _dir,
         app,

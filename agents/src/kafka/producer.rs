@@ -83,6 +83,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a retriable error or a failed connection; doubles up to the maximum.
 const BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How often the metadata is fetched without a reason (as librdkafka is configured).
+const METADATA_REFRESH: Duration = Duration::from_secs(300);
 /// The housekeeper's wake-up while nothing is pending.
 const IDLE_WAKE: Duration = Duration::from_millis(250);
 
@@ -772,7 +774,10 @@ impl State {
             return;
         }
         n.generation += 1;
-        n.stream = None;
+        // The reader may still wait on the socket: wake it (it sees the new generation).
+        if let Some(s) = n.stream.take() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
         let requests = std::mem::take(&mut n.requests);
         for r in requests {
             for (topic, partition, id) in r.batches {
@@ -1249,6 +1254,9 @@ struct Housekeeper {
     conn: Option<Connection>,
     next_bootstrap: usize,
     metadata_after: Instant,
+    /// When the metadata was last fetched whole: it is fetched again every
+    /// [`METADATA_REFRESH`], to notice partitions added and leaders moved without an error.
+    metadata_at: Instant,
     producer_after: Instant,
     backoff: Duration,
 }
@@ -1260,6 +1268,7 @@ impl Housekeeper {
             conn: None,
             next_bootstrap: 0,
             metadata_after: Instant::now(),
+            metadata_at: Instant::now(),
             producer_after: Instant::now(),
             backoff: BACKOFF,
         }
@@ -1279,7 +1288,8 @@ impl Housekeeper {
                 )
             };
             let now = Instant::now();
-            if want_metadata && now >= self.metadata_after {
+            let stale = now.duration_since(self.metadata_at) >= METADATA_REFRESH;
+            if (want_metadata || stale) && now >= self.metadata_after {
                 self.refresh_metadata();
             }
             if want_producer && now >= self.producer_after {
@@ -1450,6 +1460,7 @@ impl Housekeeper {
                 });
         }
         self.backoff = BACKOFF;
+        self.metadata_at = Instant::now();
         self.metadata_after = Instant::now() + if complete { Duration::ZERO } else { BACKOFF };
     }
 
