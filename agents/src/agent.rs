@@ -75,7 +75,7 @@ pub async fn run(
 
     let (line_tx, line_rx) = std::sync::mpsc::sync_channel(LINE_CHANNEL_BATCHES);
     let (control_tx, control_rx) = std::sync::mpsc::channel();
-    let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel(LINE_CHANNEL_BATCHES + 1);
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel(1);
     let tailer = Tailer::new(TailerSetup {
         rules: config.files.clone(),
         store: Arc::clone(&store),

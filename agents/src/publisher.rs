@@ -386,7 +386,7 @@ impl Sender {
                         Mode::Spooling => self.send_to_spool(&batch),
                     }
                     batch.clear();
-                    // The tailer may have enough spare batches: then this one goes.
+                    // Back to the tailer to fill again; if it has a spare one, this goes.
                     let _ = self.recycle.try_send(batch);
                 }
                 Err(RecvTimeoutError::Timeout) => {}

@@ -36,9 +36,10 @@ const RESCAN_INTERVAL: Duration = Duration::from_secs(5);
 /// writer may still hold it open for a moment after rotation (Fluent Bit's rotate_wait).
 pub const ROTATE_WAIT: Duration = Duration::from_secs(5);
 /// Bytes read from one file per pass, so one busy file cannot starve the others.
-const READ_BUDGET: usize = 256 * 1024;
-/// Lines per batch sent to the publisher.
-const BATCH_LINES: usize = 2048;
+const READ_BUDGET: usize = 128 * 1024;
+/// Lines per batch sent to the publisher. With `READ_BUDGET`, what bounds the lines between
+/// the tailer and the producer (each a small allocation): part of the memory budget.
+const BATCH_LINES: usize = 1024;
 
 /// Messages to the tailer thread.
 pub enum Control {

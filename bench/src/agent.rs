@@ -56,9 +56,6 @@ pub struct ThroughputArgs {
     /// The agent's PID: its CPU seconds and peak RSS go into the result.
     #[arg(long)]
     pub agent_pid: u32,
-    /// The broker's PID: its CPU seconds go into the result (where the 2 cores went).
-    #[arg(long)]
-    pub broker_pid: Option<u32>,
     /// Which producer the agent uses (`rill`, `librdkafka`), recorded in the result.
     #[arg(long, default_value = "rill")]
     pub producer: String,
@@ -194,7 +191,7 @@ fn throughput(a: &ThroughputArgs) -> Result<AgentResult> {
         .open(&a.file)
         .with_context(|| format!("opening {}", a.file.display()))?;
     let cpu0 = procfs::cpu_seconds(a.agent_pid)?;
-    let broker0 = a.broker_pid.map(procfs::cpu_seconds).transpose()?;
+    let broker0 = a.conn.broker_pid.map(procfs::cpu_seconds).transpose()?;
     let bench0 = procfs::cpu_seconds(std::process::id())?;
     let start = Instant::now();
     let writer_file = a.file.clone();
@@ -253,7 +250,7 @@ fn throughput(a: &ThroughputArgs) -> Result<AgentResult> {
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
     let agent_cpu_s = procfs::cpu_seconds(a.agent_pid)? - cpu0;
     let agent_peak_rss_mib = procfs::peak_rss_bytes(a.agent_pid)? as f64 / MIB;
-    let broker_cpu_s = match (a.broker_pid, broker0) {
+    let broker_cpu_s = match (a.conn.broker_pid, broker0) {
         (Some(pid), Some(c0)) => Some(procfs::cpu_seconds(pid)? - c0),
         _ => None,
     };
