@@ -1026,3 +1026,65 @@ fn a_broker_restart_mid_stream_loses_nothing() {
         agent.log_text()
     );
 }
+
+/// A topic with 3 partitions and a small `max.message.bytes`: rill's producer splits the
+/// batches the broker refuses as too large into single records (same sequence numbers), and
+/// puts each file's records on the partition Kafka's murmur2 picks for its key.
+#[test]
+fn too_large_batches_are_split_and_keys_keep_their_murmur2_partition() {
+    let broker = Broker::start();
+    let addr = broker.addr();
+    let created = common::run(
+        &mut common::rill_cmd([
+            "topics",
+            "create",
+            "logs",
+            "--partitions",
+            "3",
+            "--config",
+            "max.message.bytes=4000",
+            "--brokers",
+            addr.as_str(),
+        ]),
+        None,
+        Duration::from_secs(30),
+    );
+    assert!(created.success(), "{}", created.describe());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let apps: Vec<PathBuf> = (0..3)
+        .map(|i| dir.path().join(format!("f{i}.log")))
+        .collect();
+    for app in &apps {
+        File::create(app).expect("create");
+    }
+    let files = format!(
+        "[[files]]\ninclude = [\"{}/*.log\"]\nread_from = \"beginning\"\n",
+        dir.path().display()
+    );
+    let config = write_config(dir.path(), &addr, &files, 0);
+    let agent = Agent::start(&config);
+    let mut orders = vec![Vec::new(); apps.len()];
+    for round in 0..5 {
+        for (i, (app, order)) in apps.iter().zip(&mut orders).enumerate() {
+            write(app, &format!("f{i}r{round}"), 0..400, order);
+        }
+    }
+    let want: HashSet<String> = orders.iter().flatten().cloned().collect();
+    let recs = wait_for_lines(&addr, &want, Duration::from_secs(90), &agent);
+    for (app, order) in apps.iter().zip(&orders) {
+        assert_file_order(&recs, app, order);
+        let key = format!("testhost:{}", app.display());
+        let partitions: HashSet<i64> = recs
+            .iter()
+            .filter(|r| r.key == key)
+            .map(|r| r.partition)
+            .collect();
+        let expected = rill_agent::kafka::partitioner::partition_of(key.as_bytes(), 3) as i64;
+        assert_eq!(partitions, HashSet::from([expected]), "partitions of {key}");
+    }
+    assert!(
+        agent.log_text().contains("too large for the broker"),
+        "no batch was split:\n{}",
+        agent.log_text()
+    );
+}
