@@ -1019,7 +1019,7 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     broker.restart();
     order.extend(writer.join().expect("writer thread"));
     let (_, duplicates) = all_arrive_in_order(&addr, &app, &order, &agent);
-    // At most what the producer holds unacknowledged (3 MiB of ~300-byte records).
+    // At most what the producer holds unacknowledged (2 MiB of ~300-byte records).
     assert!(
         duplicates <= 12_000,
         "{duplicates} duplicates after a broker restart\n{}",

@@ -64,14 +64,16 @@ const INIT_PRODUCER_ID: usize = 2;
 /// A batch is closed at this many uncompressed bytes (one record larger than this gets a
 /// batch of its own): large enough that the per-request work is small, small enough that a
 /// few in flight fit the agent's memory budget.
-const BATCH_BYTES: usize = 128 * 1024;
+const BATCH_BYTES: usize = 256 * 1024;
 /// What records may hold in memory, uncompressed, from `send` until acknowledged; past it
 /// `send` answers [`SendError::QueueFull`].
-const MAX_BUFFERED_BYTES: usize = 2 * 1024 * 1024;
+const MAX_BUFFERED_BYTES: usize = 3 * 1024 * 1024;
 /// Spare buffers kept for reuse, per kind. Buffers are recycled rather than freed: a
 /// batch buffer is filled on the sending thread and let go on a writer or reader thread,
 /// and the allocator kept tens of MiB of such cross-thread frees around under load.
 const SPARE_BUFFERS: usize = 4;
+/// Records held before their topic's metadata is known (at start-up), at most.
+const MAX_UNASSIGNED_BYTES: usize = 256 * 1024;
 /// Produce requests in flight per connection: Kafka keeps idempotent order for up to 5.
 const MAX_IN_FLIGHT: usize = 5;
 /// A partly filled batch waits this long for more records while its connection is busy.
@@ -350,11 +352,11 @@ impl WireProducer {
         if st.buffered > 0 && st.buffered + size > MAX_BUFFERED_BYTES {
             return Err(SendError::QueueFull);
         }
-        st.buffered += size;
         let State {
             topics,
             metadata_wanted,
             alloc,
+            buffered,
             ..
         } = &mut *st;
         if !topics.contains_key(topic) {
@@ -373,6 +375,13 @@ impl WireProducer {
             return Err(SendError::Closed);
         };
         if topic.partitions.is_empty() || !topic.unassigned.is_empty() {
+            // Records waiting for their topic's metadata are held one by one (a few
+            // allocations each): only a little of them.
+            let waiting: usize = topic.unassigned.iter().map(|u| u.size).sum();
+            if !topic.unassigned.is_empty() && waiting + size > MAX_UNASSIGNED_BYTES {
+                return Err(SendError::QueueFull);
+            }
+            *buffered += size;
             topic.unassigned.push_back(Unassigned {
                 record: owned(rec),
                 size,
@@ -381,6 +390,7 @@ impl WireProducer {
             });
             return Ok(());
         }
+        *buffered += size;
         let n = partition_of(rec.key, topic.partitions.len());
         let part = &mut topic.partitions[n];
         if part.append(rec, size, opaque, alloc) {
