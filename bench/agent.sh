@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
 # The rill-agent benchmark (issue 4): one command, run from anywhere in the repo.
 #
-#   bench/agent.sh [--runs N] [--bytes N] [--idle-secs N] [--latency-secs N] [--rate N]
-#                  [--no-build] [--keep]
+#   bench/agent.sh [--runs N] [--librdkafka-runs N] [--bytes N] [--idle-secs N]
+#                  [--latency-secs N] [--rate N] [--no-build] [--keep]
 #
 # It builds release binaries (rill, rill-agent, rill-bench), starts a release `rill broker` on a
 # free loopback port with a temporary data dir, and measures:
 #   1. throughput, RUNS times, each with a fresh agent: BYTES of 100-byte lines appended to a
 #      tailed file as fast as one writer can; timed from the first append until the topic's end
 #      offset (ListOffsets) counts every line, i.e. every line acknowledged by the broker. The
-#      agent's peak RSS (VmHWM) under that load is read at the end.
+#      agent's peak RSS (VmHWM) under that load is read at the end, and the CPU seconds of
+#      the agent, the broker and the writer over the run. The agent uses its default
+#      producer (rill's own, for this plaintext broker); then LIBRDKAFKA_RUNS more runs use
+#      the librdkafka producer (RILL_AGENT_PRODUCER=librdkafka: the TLS/SASL path) for the
+#      reference rows.
 #   2. idle cost: a fresh agent watching 100 files with 10 s metrics, after a 10 s warm-up:
 #      CPU % of one core and RSS over IDLE_SECS.
 #   3. latency: the same agent; one of its files gets RATE time-stamped lines a second (one
 #      write each) for LATENCY_SECS while a consumer reads the topic; append → received p99.
 # It ends with a Markdown table (medians where repeated) against the targets.
 #
-# Options also come from the environment: RUNS, BYTES, IDLE_SECS, LATENCY_SECS, RATE.
+# Options also come from the environment: RUNS, LIBRDKAFKA_RUNS (default 1; 0 skips them),
+# BYTES, IDLE_SECS, LATENCY_SECS, RATE.
 # BENCH_TMPDIR picks where the data goes (default $TMPDIR or /tmp). Use
 # CARGO_TARGET_DIR to pick the build directory.
 #
@@ -27,6 +32,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 RUNS=${RUNS:-3}
+LIBRDKAFKA_RUNS=${LIBRDKAFKA_RUNS:-1}
 BYTES=${BYTES:-1000000000}
 IDLE_SECS=${IDLE_SECS:-30}
 LATENCY_SECS=${LATENCY_SECS:-15}
@@ -39,6 +45,7 @@ KEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
+        --librdkafka-runs) LIBRDKAFKA_RUNS=${2:?--librdkafka-runs needs a value}; shift 2 ;;
         --bytes) BYTES=${2:?--bytes needs a value}; shift 2 ;;
         --idle-secs) IDLE_SECS=${2:?--idle-secs needs a value}; shift 2 ;;
         --latency-secs) LATENCY_SECS=${2:?--latency-secs needs a value}; shift 2 ;;
@@ -53,6 +60,7 @@ done
 for v in RUNS BYTES IDLE_SECS LATENCY_SECS RATE; do
     is_count "${!v}" || die "$v must be a positive integer, got '${!v}'"
 done
+[[ "$LIBRDKAFKA_RUNS" =~ ^[0-9]+$ ]] || die "LIBRDKAFKA_RUNS must be a count, got '$LIBRDKAFKA_RUNS'"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -120,20 +128,32 @@ EOF
 STAMP=$(date +%s)
 
 # --- 1. throughput ----------------------------------------------------------------------------
-for run in $(seq "$RUNS"); do
-    name="tp$run"
-    topic="agentbench-$STAMP-tp$run"
+# throughput_run NAME PRODUCER: one run with a fresh agent using PRODUCER (rill, librdkafka).
+throughput_run() {
+    local name=$1 producer=$2
+    local topic="agentbench-$STAMP-$name"
     mkdir -p "$WORK/$name/logs"
     : >"$WORK/$name/logs/app.log"
-    start_agent "$name" "$topic" 1
-    log "throughput run $run/$RUNS: $BYTES bytes of 100-byte lines -> $topic (agent pid $AGENT_PID)"
+    if [ "$producer" = librdkafka ]; then
+        RILL_AGENT_PRODUCER=librdkafka start_agent "$name" "$topic" 1
+    else
+        start_agent "$name" "$topic" 1
+    fi
+    log "throughput $name ($producer producer): $BYTES bytes of 100-byte lines -> $topic (agent pid $AGENT_PID)"
     "$BENCH" agent throughput --brokers "$BROKERS" --topic "$topic" \
         --file "$WORK/$name/logs/app.log" --bytes "$BYTES" --agent-pid "$AGENT_PID" \
+        --broker-pid "$BROKER_PID" --producer "$producer" \
         | tee -a "$RESULTS"
     stop_pid "$AGENT_PID"
     AGENT_PID=""
     # The file and the topic are done with; keep the disk free for the next run.
     rm -f "$WORK/$name/logs/app.log"
+}
+for run in $(seq "$RUNS"); do
+    throughput_run "tp$run" rill
+done
+for run in $(seq "$LIBRDKAFKA_RUNS"); do
+    throughput_run "rdkafka$run" librdkafka
 done
 
 # --- 2. idle, 3. latency ----------------------------------------------------------------------
@@ -160,7 +180,8 @@ cat <<EOF
 
 ## rill-agent benchmark
 
-Command: \`RUNS=$RUNS BYTES=$BYTES IDLE_SECS=$IDLE_SECS LATENCY_SECS=$LATENCY_SECS RATE=$RATE bench/agent.sh\`
+Command: \`RUNS=$RUNS LIBRDKAFKA_RUNS=$LIBRDKAFKA_RUNS BYTES=$BYTES IDLE_SECS=$IDLE_SECS LATENCY_SECS=$LATENCY_SECS RATE=$RATE bench/agent.sh\`
+Load: $(uptime | sed 's/.*load average/load average/') at the end
 Machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr); broker and agent on the same machine
 Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')
 

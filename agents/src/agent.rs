@@ -11,6 +11,7 @@ use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::config::{Config, ConfigError};
 use crate::health::AgentStats;
 use crate::metrics;
+use crate::producer::AgentProducer;
 use crate::publisher::{self, PublishError, PublisherSetup};
 use crate::spool::{Spool, SpoolError};
 use crate::tailer::{Control, Tailer, TailerSetup};
@@ -63,29 +64,34 @@ pub async fn run(
     if cut > 0 {
         stats.error();
     }
-    let producer = Arc::new(publisher::create_producer(
+    let delivery = Arc::new(publisher::context(&store, &stats));
+    let producer = Arc::new(AgentProducer::create(
         &config.brokers,
         &config.kafka,
-        publisher::context(&store, &stats),
+        Arc::clone(&delivery),
     )?);
     let host: Arc<str> = Arc::from(config.host.as_str());
-    tracing::info!(brokers = %config.brokers, host = %config.host, data_dir = %config.data_dir.display(), first_start = !existed, spool_bytes = spool.bytes(), "rill-agent starting");
+    tracing::info!(brokers = %config.brokers, producer = %producer.name(), host = %config.host, data_dir = %config.data_dir.display(), first_start = !existed, spool_bytes = spool.bytes(), "rill-agent starting");
 
     let (line_tx, line_rx) = std::sync::mpsc::sync_channel(LINE_CHANNEL_BATCHES);
     let (control_tx, control_rx) = std::sync::mpsc::channel();
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel(1);
     let tailer = Tailer::new(TailerSetup {
         rules: config.files.clone(),
         store: Arc::clone(&store),
         first_start: !existed,
         stats: Arc::clone(&stats),
         out: line_tx,
+        recycled: recycle_rx,
         control: control_rx,
         control_tx: control_tx.clone(),
     });
     let publisher = publisher::start(PublisherSetup {
         producer: Arc::clone(&producer),
+        delivery,
         host,
         lines: line_rx,
+        recycle: recycle_tx,
         spool,
         store: Arc::clone(&store),
         stats: Arc::clone(&stats),

@@ -6,8 +6,9 @@
 //! The tailer is split the way Vector's file source is: [`paths`] (globs), [`fingerprint`]
 //! (file identity), [`checkpoint`] (acknowledged positions), [`watcher`] (one file),
 //! [`lines`] (splitting and multiline), [`tailer`] (the loop). [`publisher`] sends lines
-//! and advances checkpoints on acknowledgement; [`metrics`] samples the host; [`agent`]
-//! wires them together.
+//! and advances checkpoints on acknowledgement, through a [`producer`]: rill's own
+//! ([`kafka`]) or librdkafka's; [`metrics`] samples the host; [`agent`] wires them
+//! together.
 
 pub mod ack_window;
 pub mod agent;
@@ -20,6 +21,7 @@ pub mod level;
 pub mod lines;
 pub mod metrics;
 pub mod paths;
+pub mod producer;
 pub mod publisher;
 pub mod record;
 pub mod spool;

@@ -7,14 +7,13 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
 use sysinfo::{Disks, Networks, ProcessRefreshKind, ProcessesToUpdate, System};
 use tokio::sync::watch;
 
 use crate::config::MetricsConfig;
 use crate::health::AgentStats;
-use crate::publisher::{send_metric, AgentProducer};
+use crate::producer::{AgentProducer, Record, SendError};
+use crate::publisher::send_metric;
 use crate::record::{
     self, AgentHealth, CpuStats, DiskStats, MemStats, MetricSample, NetStats, ProcStats,
     HEADER_HOST,
@@ -190,13 +189,16 @@ async fn publish(
     // A full queue (the broker is slow or away) gets a few moments; past that the sample
     // is skipped: the next one supersedes it.
     for _ in 0..50 {
-        let headers = OwnedHeaders::new().insert(Header {
-            key: HEADER_HOST,
-            value: Some(host),
-        });
-        match send_metric(producer, topic, host, &value, headers, timestamp) {
+        let record = Record {
+            topic,
+            key: host.as_bytes(),
+            value: &value,
+            headers: &[(HEADER_HOST, host.as_bytes())],
+            timestamp,
+        };
+        match send_metric(producer, &record) {
             Ok(()) => return,
-            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+            Err(SendError::QueueFull) => {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             Err(e) => {

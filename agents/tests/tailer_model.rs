@@ -72,12 +72,15 @@ impl Harness {
         let store = Arc::new(store);
         let (out_tx, out_rx) = std::sync::mpsc::sync_channel(4);
         let (control_tx, control_rx) = std::sync::mpsc::channel();
+        // No batches come back: the tailer allocates each one.
+        let (_, recycled) = std::sync::mpsc::sync_channel(1);
         let tailer = Tailer::new(TailerSetup {
             rules: self.rules.clone(),
             store: Arc::clone(&store),
             first_start: !existed,
             stats: Arc::new(AgentStats::default()),
             out: out_tx,
+            recycled,
             control: control_rx,
             control_tx: control_tx.clone(),
         });

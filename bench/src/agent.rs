@@ -56,6 +56,9 @@ pub struct ThroughputArgs {
     /// The agent's PID: its CPU seconds and peak RSS go into the result.
     #[arg(long)]
     pub agent_pid: u32,
+    /// Which producer the agent uses (`rill`, `librdkafka`), recorded in the result.
+    #[arg(long, default_value = "rill")]
+    pub producer: String,
     /// Give up when the end offset has not moved for this many seconds.
     #[arg(long, default_value_t = 30)]
     pub idle_timeout_secs: u64,
@@ -109,6 +112,15 @@ pub enum AgentResult {
         lines_per_sec: f64,
         agent_cpu_s: f64,
         agent_peak_rss_mib: f64,
+        /// The broker's and this process's (the writer's, the end-offset poller's) CPU
+        /// over the same time.
+        #[serde(default)]
+        broker_cpu_s: Option<f64>,
+        #[serde(default)]
+        bench_cpu_s: Option<f64>,
+        /// The agent's producer; absent in results from before there were two.
+        #[serde(default)]
+        producer: Option<String>,
     },
     #[serde(rename = "agent_latency")]
     Latency {
@@ -179,6 +191,8 @@ fn throughput(a: &ThroughputArgs) -> Result<AgentResult> {
         .open(&a.file)
         .with_context(|| format!("opening {}", a.file.display()))?;
     let cpu0 = procfs::cpu_seconds(a.agent_pid)?;
+    let broker0 = a.conn.broker_pid.map(procfs::cpu_seconds).transpose()?;
+    let bench0 = procfs::cpu_seconds(std::process::id())?;
     let start = Instant::now();
     let writer_file = a.file.clone();
     let line_bytes = a.line_bytes;
@@ -236,6 +250,11 @@ fn throughput(a: &ThroughputArgs) -> Result<AgentResult> {
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
     let agent_cpu_s = procfs::cpu_seconds(a.agent_pid)? - cpu0;
     let agent_peak_rss_mib = procfs::peak_rss_bytes(a.agent_pid)? as f64 / MIB;
+    let broker_cpu_s = match (a.conn.broker_pid, broker0) {
+        (Some(pid), Some(c0)) => Some(procfs::cpu_seconds(pid)? - c0),
+        _ => None,
+    };
+    let bench_cpu_s = Some(procfs::cpu_seconds(std::process::id())? - bench0);
     Ok(AgentResult::Throughput {
         lines,
         bytes,
@@ -245,6 +264,9 @@ fn throughput(a: &ThroughputArgs) -> Result<AgentResult> {
         lines_per_sec: lines as f64 / seconds,
         agent_cpu_s,
         agent_peak_rss_mib,
+        broker_cpu_s,
+        bench_cpu_s,
+        producer: Some(a.producer.clone()),
     })
 }
 
@@ -389,14 +411,53 @@ fn report(a: &ReportArgs) -> Result<()> {
         let n = v.len();
         (median(v), n)
     };
+    // The default producer's throughput runs; the librdkafka (TLS/SASL) path's are
+    // reference rows.
+    let is_librdkafka = |p: &Option<String>| p.as_deref() == Some("librdkafka");
+    let throughput = |librdkafka: bool, f: &dyn Fn(&AgentResult) -> Option<f64>| {
+        pick(&|r| match r {
+            AgentResult::Throughput { producer, .. } if is_librdkafka(producer) == librdkafka => {
+                f(r)
+            }
+            _ => None,
+        })
+    };
+    let mib_per_sec = |r: &AgentResult| match r {
+        AgentResult::Throughput { mib_per_sec, .. } => Some(*mib_per_sec),
+        _ => None,
+    };
+    let peak_rss = |r: &AgentResult| match r {
+        AgentResult::Throughput {
+            agent_peak_rss_mib, ..
+        } => Some(*agent_peak_rss_mib),
+        _ => None,
+    };
+    // CPU seconds per MiB shipped, of the agent, the broker or the bench's writer.
+    let cpu_per_mib = |who: fn(&AgentResult) -> Option<f64>| {
+        move |r: &AgentResult| match r {
+            AgentResult::Throughput { bytes, .. } => {
+                who(r).map(|s| s / (*bytes as f64 / MIB) * 1000.0)
+            }
+            _ => None,
+        }
+    };
+    let agent_cpu = cpu_per_mib(|r| match r {
+        AgentResult::Throughput { agent_cpu_s, .. } => Some(*agent_cpu_s),
+        _ => None,
+    });
+    let broker_cpu = cpu_per_mib(|r| match r {
+        AgentResult::Throughput { broker_cpu_s, .. } => *broker_cpu_s,
+        _ => None,
+    });
+    let bench_cpu = cpu_per_mib(|r| match r {
+        AgentResult::Throughput { bench_cpu_s, .. } => *bench_cpu_s,
+        _ => None,
+    });
     type Row<'a> = (&'a str, (Option<f64>, usize), &'a str, f64, bool, &'a str);
     let rows: Vec<Row> = vec![
         (
             "file → broker acknowledged, 100-byte lines",
-            pick(&|r| match r {
-                AgentResult::Throughput { mib_per_sec, .. } => Some(*mib_per_sec),
-                _ => None,
-            }),
+            throughput(false, &mib_per_sec),
             "MiB/s",
             150.0,
             true,
@@ -404,12 +465,7 @@ fn report(a: &ReportArgs) -> Result<()> {
         ),
         (
             "agent peak RSS under that load (VmHWM)",
-            pick(&|r| match r {
-                AgentResult::Throughput {
-                    agent_peak_rss_mib, ..
-                } => Some(*agent_peak_rss_mib),
-                _ => None,
-            }),
+            throughput(false, &peak_rss),
             "MiB",
             30.0,
             false,
@@ -417,13 +473,56 @@ fn report(a: &ReportArgs) -> Result<()> {
         ),
         (
             "agent CPU per MiB shipped",
-            pick(&|r| match r {
-                AgentResult::Throughput {
-                    agent_cpu_s, bytes, ..
-                } => Some(agent_cpu_s / (*bytes as f64 / MIB) * 1000.0),
-                _ => None,
-            }),
+            throughput(false, &agent_cpu),
             "ms CPU/MiB",
+            f64::NAN,
+            false,
+            "(info)",
+        ),
+        (
+            "broker CPU per MiB shipped (same runs)",
+            throughput(false, &broker_cpu),
+            "ms CPU/MiB",
+            f64::NAN,
+            false,
+            "(info)",
+        ),
+        (
+            "writer + offset poller CPU per MiB (same runs)",
+            throughput(false, &bench_cpu),
+            "ms CPU/MiB",
+            f64::NAN,
+            false,
+            "(info)",
+        ),
+        (
+            "reference: librdkafka producer (TLS/SASL path), file → broker",
+            throughput(true, &mib_per_sec),
+            "MiB/s",
+            f64::NAN,
+            true,
+            "(info)",
+        ),
+        (
+            "reference: librdkafka producer, agent CPU per MiB",
+            throughput(true, &agent_cpu),
+            "ms CPU/MiB",
+            f64::NAN,
+            false,
+            "(info)",
+        ),
+        (
+            "reference: librdkafka producer, broker CPU per MiB",
+            throughput(true, &broker_cpu),
+            "ms CPU/MiB",
+            f64::NAN,
+            false,
+            "(info)",
+        ),
+        (
+            "reference: librdkafka producer, agent peak RSS",
+            throughput(true, &peak_rss),
+            "MiB",
             f64::NAN,
             false,
             "(info)",
