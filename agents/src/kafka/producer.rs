@@ -67,7 +67,7 @@ const INIT_PRODUCER_ID: usize = 2;
 const BATCH_BYTES: usize = 256 * 1024;
 /// What records may hold in memory, uncompressed, from `send` until acknowledged; past it
 /// `send` answers [`SendError::QueueFull`].
-const MAX_BUFFERED_BYTES: usize = 3 * 1024 * 1024;
+const MAX_BUFFERED_BYTES: usize = 2 * 1024 * 1024;
 /// Spare buffers kept for reuse, per kind. Buffers are recycled rather than freed: a
 /// batch buffer is filled on the sending thread and let go on a writer or reader thread,
 /// and the allocator kept tens of MiB of such cross-thread frees around under load.
