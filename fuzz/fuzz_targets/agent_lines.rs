@@ -8,8 +8,12 @@ use libfuzzer_sys::fuzz_target;
 use rill_agent::lines::{Line, LineSplitter};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&limit, rest)) = data.split_first() else { return };
-    let Some((&chunking, file)) = rest.split_first() else { return };
+    let Some((&limit, rest)) = data.split_first() else {
+        return;
+    };
+    let Some((&chunking, file)) = rest.split_first() else {
+        return;
+    };
     let max = usize::from(limit % 64) + 1;
     let chunk = usize::from(chunking % 16) + 1;
     let mut splitter = LineSplitter::new(max);
@@ -22,14 +26,20 @@ fuzz_target!(|data: &[u8]| {
     let mut start = 0usize;
     for line in &lines {
         let end = usize::try_from(line.end_offset).expect("offset fits");
-        assert!(end > start && end <= file.len(), "end offsets advance within the file");
+        assert!(
+            end > start && end <= file.len(),
+            "end offsets advance within the file"
+        );
         assert_eq!(file[end - 1], b'\n', "a line ends just past its newline");
         // The terminator is `\n` or `\r\n`.
         let whole = &file[start..end - 1];
         let whole = whole.strip_suffix(b"\r").unwrap_or(whole);
         assert!(!line.bytes.contains(&b'\n'));
         if line.truncated {
-            assert!(whole.len() > max && line.bytes == whole[..max], "cut lines keep their head");
+            assert!(
+                whole.len() > max && line.bytes == whole[..max],
+                "cut lines keep their head"
+            );
         } else {
             assert_eq!(line.bytes, whole, "lines are the file's bytes");
         }

@@ -11,9 +11,15 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let path = Path::new("/etc/rill/fuzz.toml");
     if let Err(e) = rill::config::RillConfig::parse(&text, path) {
-        assert!(e.to_string().contains("fuzz.toml"), "error names the file: {e}");
+        assert!(
+            e.to_string().contains("fuzz.toml"),
+            "error names the file: {e}"
+        );
     }
     if let Err(e) = rill_agent::config::Config::parse(path, &text) {
-        assert!(e.to_string().contains("fuzz.toml"), "error names the file: {e}");
+        assert!(
+            e.to_string().contains("fuzz.toml"),
+            "error names the file: {e}"
+        );
     }
 });

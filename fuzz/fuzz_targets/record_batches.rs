@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_header(data);
     if let Ok(headers) = validate_batches(data, 1024 * 1024) {
         let total: usize = headers.iter().map(|h| h.total_size()).sum();
-        assert_eq!(total, data.len(), "validated batches cover the input exactly");
+        assert_eq!(
+            total,
+            data.len(),
+            "validated batches cover the input exactly"
+        );
         let mut buf = Bytes::copy_from_slice(data);
         let _ = RecordBatchDecoder::decode(&mut buf);
     }

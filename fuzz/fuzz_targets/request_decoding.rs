@@ -16,6 +16,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use libfuzzer_sys::fuzz_target;
 use rill::broker::api::{handle, SUPPORTED_APIS};
+use rill::broker::session::Session;
 use rill::broker::Broker;
 use rill::config::BrokerConfig;
 
@@ -75,5 +76,9 @@ fuzz_target!(|data: &[u8]| {
     let Some(frame) = frame(data) else { return };
     let state = state();
     let peer: SocketAddr = "127.0.0.1:40000".parse().expect("peer");
-    let _ = state.runtime.block_on(handle(&state.broker, frame, peer));
+    // A fresh plaintext connection's session, as the listener makes one per connection.
+    let mut session = Session::plaintext(peer, state.broker.advertised());
+    let _ = state
+        .runtime
+        .block_on(handle(&state.broker, frame, &mut session));
 });
