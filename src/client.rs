@@ -185,14 +185,7 @@ impl BrokerArgs {
     /// certificate, a refused connection): a fresh client connects and the first error it
     /// reports is returned. Called only after a failure, so its wait costs nothing otherwise.
     pub fn connection_problem(&self) -> Option<String> {
-        let context = ErrorCapture::default();
-        let client: BaseConsumer<ErrorCapture> = self
-            .client_config()
-            .set("group.id", "rill-diagnose")
-            // Connection failures (FAIL) are logged at error level, some only there.
-            .set_log_level(RDKafkaLogLevel::Error)
-            .create_with_context(context)
-            .ok()?;
+        let client = self.diagnosed_consumer().ok()?;
         let deadline = Instant::now() + self.timeout().min(Duration::from_secs(5));
         while Instant::now() < deadline {
             // Serves the error callbacks; there is nothing to consume.
@@ -205,7 +198,7 @@ impl BrokerArgs {
     }
 
     /// A client for metadata and offsets that keeps the reasons its connections fail, for
-    /// [`Self::metadata`].
+    /// [`Self::metadata`] and [`Self::connection_problem`].
     pub fn diagnosed_consumer(&self) -> rdkafka::error::KafkaResult<DiagnosedConsumer> {
         self.client_config()
             // Connection failures (FAIL) are logged at error level, some only there.
@@ -238,7 +231,16 @@ impl BrokerArgs {
                         ));
                     }
                     if Instant::now() >= deadline {
-                        return Err(format!("{} (librdkafka: {e})", self.unreachable_hint()));
+                        // This client already heard every cause librdkafka reported: no
+                        // second client to ask (as `unreachable_hint` would).
+                        let secured = self.security_protocol() != SecurityProtocol::Plaintext;
+                        return Err(match client.context().best().filter(|_| secured) {
+                            Some(cause) => format!(
+                                "cannot connect to the Kafka broker at {}: {cause}",
+                                self.brokers
+                            ),
+                            None => format!("{} (librdkafka: {e})", self.unreachable_text()),
+                        });
                     }
                 }
             }
@@ -257,6 +259,11 @@ impl BrokerArgs {
                 );
             }
         }
+        self.unreachable_text()
+    }
+
+    /// The hint without asking librdkafka: where rill looked, and what to check.
+    fn unreachable_text(&self) -> String {
         let protocol = self.security_protocol();
         let auth = match protocol {
             SecurityProtocol::Plaintext => String::new(),
