@@ -73,23 +73,11 @@ fn users_cli_adds_lists_changes_and_removes_users_without_storing_passwords() {
 
     // Adding an existing user, an empty password and a bad name are refused, nothing changes.
     let dup = users_cmd(&s.users, &["add", "reader"], Some("x\n"));
-    assert!(
-        !dup.success() && dup.stderr.contains("already exists"),
-        "{}",
-        dup.describe()
-    );
+    dup.assert_fails_with("already exists");
     let empty = users_cmd(&s.users, &["add", "nobody"], Some("\n"));
-    assert!(
-        !empty.success() && empty.stderr.contains("empty password"),
-        "{}",
-        empty.describe()
-    );
+    empty.assert_fails_with("empty password");
     let bad = users_cmd(&s.users, &["add", "bad name"], Some("x\n"));
-    assert!(
-        !bad.success() && bad.stderr.contains("invalid user name"),
-        "{}",
-        bad.describe()
-    );
+    bad.assert_fails_with("invalid user name");
 
     let before = std::fs::read_to_string(&s.users).expect("users file");
     users_cmd(&s.users, &["passwd", "reader"], Some("new-pw\n")).assert_ok();
@@ -99,11 +87,7 @@ fn users_cli_adds_lists_changes_and_removes_users_without_storing_passwords() {
     let list = users_cmd(&s.users, &["list"], None);
     assert!(!list.stdout.contains("reader"), "{}", list.stdout);
     let gone = users_cmd(&s.users, &["remove", "reader"], None);
-    assert!(
-        !gone.success() && gone.stderr.contains("no user `reader`"),
-        "{}",
-        gone.describe()
-    );
+    gone.assert_fails_with("no user `reader`");
 
     // A damaged file is reported with its line and key.
     let broken = s.dir.path().join("broken.toml");
@@ -219,11 +203,7 @@ fn sasl_with_kcat_and_rill_topics_authenticates_and_enforces_permissions() {
     let mut wrong_plain = kcat_sasl(&plain, "SASL_PLAINTEXT", None, "PLAIN", "reader", "nope");
     wrong_plain.args(["-L", "-m", "5"]);
     let out = run(&mut wrong_plain, None, T);
-    assert!(
-        !out.success() && out.stderr.contains("Authentication failed"),
-        "{}",
-        out.describe()
-    );
+    out.assert_fails_with("Authentication failed");
 
     // The reader may not produce: the client reports Kafka's authorization error.
     let mut denied = kcat_scram_ssl(&s, &addr, "reader", READER_PW);
@@ -291,18 +271,10 @@ fn sasl_with_kcat_and_rill_topics_authenticates_and_enforces_permissions() {
         cmd.env_remove("RILL_SASL_PASSWORD");
         run(&mut cmd, None, T)
     };
-    assert!(
-        !no_password.success() && no_password.stderr.contains("RILL_SASL_PASSWORD"),
-        "{}",
-        no_password.describe()
-    );
+    no_password.assert_fails_with("RILL_SASL_PASSWORD");
     // A wrong password is named as such, not reported as an unreachable broker.
     let wrong = topics("reader", "not-it", &["list"]);
-    assert!(
-        !wrong.success() && wrong.stderr.contains("Authentication failed"),
-        "{}",
-        wrong.describe()
-    );
+    wrong.assert_fails_with("Authentication failed");
     topics("admin", ADMIN_PW, &["delete", "secret"]).assert_ok();
 
     // A client that does not authenticate gets ApiVersions, then is cut off at its Produce.

@@ -18,7 +18,7 @@ use common::security::{
     kcat_scram_ssl, sasl_broker, secrets, users_cmd, Secrets, ADMIN_PW, READER_PW, WRITER_PW,
 };
 use common::tmux::Tmux;
-use common::{rill_cmd, run, Run};
+use common::{rill_cmd, run, Broker, Run};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
@@ -30,6 +30,15 @@ const DASH_PW: &str = "dash-pw-5";
 fn add_user(s: &Secrets, name: &str, permissions: &[&str], password: &str) {
     let args = [&["add", name][..], permissions].concat();
     users_cmd(&s.users, &args, Some(&format!("{password}\n"))).assert_ok();
+}
+
+/// The SASL_SSL broker (the standard users plus `name`), the secrets and its address.
+fn broker_with_user(name: &str, permissions: &[&str], password: &str) -> (Secrets, Broker, String) {
+    let s = secrets().with_users();
+    add_user(&s, name, permissions, password);
+    let (broker, _plain) = sasl_broker(&s);
+    let addr = broker.addr();
+    (s, broker, addr)
 }
 
 /// `rill ARGS` connecting to `addr` over SASL_SSL as `user`, the password in the environment
@@ -131,17 +140,24 @@ fn write_agent_config(dir: &Path, addr: &str, app: &Path, ca: &Path, password: &
     path
 }
 
+/// A command given a wrong password says so, and at once: not after its 10 s --timeout-ms.
+fn assert_refused_at_once(wrong: &Run) {
+    wrong.assert_fails_with("Authentication failed");
+    assert!(
+        wrong.took < Duration::from_secs(5),
+        "a wrong password took {:?} to report\n{}",
+        wrong.took,
+        wrong.describe()
+    );
+}
+
 #[test]
 fn agent_ships_over_sasl_ssl_and_a_wrong_password_loses_no_line() {
-    let s = secrets().with_users();
-    add_user(
-        &s,
+    let (s, broker, addr) = broker_with_user(
         "agent",
         &["--write", "logs", "--write", "metrics"],
         AGENT_PW,
     );
-    let (broker, _plain) = sasl_broker(&s);
-    let addr = broker.addr();
     let dir = tempfile::tempdir().expect("tempdir");
     let app = dir.path().join("app.log");
 
@@ -338,19 +354,7 @@ fn search_and_groups_over_sasl_ssl() {
 
     // A wrong password and a missing CA are named, not reported as an unreachable broker,
     // and a refused password is reported at once, not after the 10 s --timeout-ms.
-    let started = Instant::now();
-    let wrong = search(&["secured search", "--count"], "not-it");
-    assert!(
-        !wrong.success() && wrong.stderr.contains("Authentication failed"),
-        "{}",
-        wrong.describe()
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "a wrong password took {:?} to report\n{}",
-        started.elapsed(),
-        wrong.describe()
-    );
+    assert_refused_at_once(&search(&["secured search", "--count"], "not-it"));
     let mut no_ca = rill_cmd([
         "search",
         "secured",
@@ -366,11 +370,7 @@ fn search_and_groups_over_sasl_ssl() {
     ]);
     no_ca.env("RILL_SASL_PASSWORD", READER_PW);
     let no_ca = run(&mut no_ca, None, T);
-    assert!(
-        !no_ca.success() && no_ca.stderr.contains("certificate verify failed"),
-        "{}",
-        no_ca.describe()
-    );
+    no_ca.assert_fails_with("certificate verify failed");
 
     // A group that consumed 50 of the 200 records and left: `rill groups` sees it over SASL.
     let mut consume = kcat_scram_ssl(&s, &addr, "reader", READER_PW);
@@ -412,36 +412,17 @@ fn search_and_groups_over_sasl_ssl() {
         "{doc:#}\n{}",
         describe.describe()
     );
-    let started = Instant::now();
-    let wrong = run(
+    assert_refused_at_once(&run(
         &mut rill_secure(&["groups", "list"], &s, &addr, "reader", "not-it"),
         None,
         T,
-    );
-    assert!(
-        !wrong.success() && wrong.stderr.contains("Authentication failed"),
-        "{}",
-        wrong.describe()
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "a wrong password took {:?} to report\n{}",
-        started.elapsed(),
-        wrong.describe()
-    );
+    ));
 }
 
 #[test]
 fn dash_over_sasl_ssl_in_tmux() {
-    let s = secrets().with_users();
-    add_user(
-        &s,
-        "dash",
-        &["--read", "logs", "--read", "metrics"],
-        DASH_PW,
-    );
-    let (broker, _plain) = sasl_broker(&s);
-    let addr = broker.addr();
+    let (s, _broker, addr) =
+        broker_with_user("dash", &["--read", "logs", "--read", "metrics"], DASH_PW);
     create_topic(&s, &addr, "logs", "3");
     create_topic(&s, &addr, "metrics", "1");
     produce(&s, &addr, &[log_record(1)]);

@@ -450,6 +450,17 @@ impl Run {
         self
     }
 
+    /// Panics with the command's output unless it failed and said `needle` on stderr.
+    pub fn assert_fails_with(&self, needle: &str) -> &Self {
+        assert!(
+            !self.status.success() && self.stderr.contains(needle),
+            "{} should fail saying {needle:?}: {}",
+            self.what,
+            self.describe()
+        );
+        self
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "{}\nexit: {} (after {:?})\n--- stdout ---\n{}\n--- stderr ---\n{}\n--------------",
