@@ -153,6 +153,26 @@ impl Meta {
 mod tests {
     use super::*;
 
+    /// Opens `dir` again once the previous `Meta` on it is dropped. sled lets go of its
+    /// file lock from its background threads a moment after the drop (the broker opens its
+    /// metadata once per process, so only a test reopens in the same process): retry while
+    /// the lock is still held.
+    fn reopen(dir: &Path) -> Meta {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match Meta::open(dir) {
+                Ok(meta) => return meta,
+                Err(e)
+                    if std::time::Instant::now() < deadline
+                        && format!("{e:?}").contains("could not acquire lock") =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("reopen {}: {e:?}", dir.display()),
+            }
+        }
+    }
+
     #[test]
     fn topics_and_ids_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -169,7 +189,7 @@ mod tests {
                 meta.next_producer_id().expect("pid"),
             )
         };
-        let meta = Meta::open(dir.path()).expect("reopen");
+        let meta = reopen(dir.path());
         assert_eq!(meta.cluster_id().expect("id"), cluster);
         assert!(meta.next_producer_id().expect("pid") > pid);
         drop(meta);
@@ -177,12 +197,12 @@ mod tests {
         // Ids handed out before a restart are never handed out again (the crash case, which
         // a unit test cannot stage, is tests/faults.rs's SIGKILL test).
         let handed_out: Vec<i64> = {
-            let meta = Meta::open(dir.path()).expect("reopen");
+            let meta = reopen(dir.path());
             (0..3)
                 .map(|_| meta.next_producer_id().expect("pid"))
                 .collect()
         };
-        let meta = Meta::open(dir.path()).expect("reopen after the ids");
+        let meta = reopen(dir.path());
         let next = meta.next_producer_id().expect("pid");
         assert!(
             handed_out.iter().all(|&id| id < next),
