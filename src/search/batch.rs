@@ -6,6 +6,10 @@
 use std::io::Read;
 use std::ops::Range;
 
+use rill_agent::kafka::huge_pages::HugeBuffer;
+
+use crate::search::lz4_frame;
+
 /// The fixed part of a v2 batch, up to and including the record count.
 pub const HEADER_LEN: usize = 61;
 /// Bytes before `attributes`, where the CRC-32C's span starts.
@@ -27,6 +31,8 @@ pub enum BatchError {
     Magic { offset: i64, magic: i8 },
     #[error("record batch at offset {offset}: unknown compression codec {codec}")]
     Codec { offset: i64, codec: u8 },
+    #[error("cannot map memory to decompress record batches into: {0}")]
+    Buffer(std::io::Error),
     #[error("record batch at offset {offset}: cannot decompress {codec}: {cause}")]
     Decompress {
         offset: i64,
@@ -210,7 +216,7 @@ impl Record {
 pub fn decode<'a>(
     header: &BatchHeader,
     batch: &'a [u8],
-    scratch: &'a mut Vec<u8>,
+    scratch: &'a mut Scratch,
     out: &mut Vec<Record>,
 ) -> Result<&'a [u8], BatchError> {
     out.clear();
@@ -219,7 +225,8 @@ pub fn decode<'a>(
     let data: &[u8] = match header.codec() {
         0 => body,
         codec => {
-            let len = decompress(codec, body, scratch).map_err(|(codec, source)| match source {
+            let dst = scratch.prepare().map_err(BatchError::Buffer)?;
+            let len = decompress(codec, body, dst).map_err(|(codec, source)| match source {
                 Some(cause) => BatchError::Decompress {
                     offset,
                     codec,
@@ -230,7 +237,7 @@ pub fn decode<'a>(
                     codec: header.codec(),
                 },
             })?;
-            &scratch[..len]
+            &dst[..len]
         }
     };
     let malformed = |what| BatchError::Malformed { offset, what };
@@ -333,21 +340,21 @@ fn bytes_field(buf: &[u8], pos: &mut usize) -> Option<Option<Range<usize>>> {
 }
 
 /// Decompresses `src` into the start of `dst` and returns the decompressed length. `dst` is
-/// kept between batches at the largest size needed so far, zeroed once: reading into it
-/// costs no clearing, no page faults and no copies through the codec's own buffer. The
-/// error names the codec and carries the cause, or `None` for a codec that does not exist.
+/// kept between batches at the largest size needed so far: reading into it costs no
+/// clearing, no page faults and no copies through the codec's own buffer. The error names
+/// the codec and carries the cause, or `None` for a codec that does not exist.
 fn decompress(
     codec: u8,
     src: &[u8],
-    dst: &mut Vec<u8>,
+    dst: &mut HugeBuffer,
 ) -> Result<usize, (&'static str, Option<std::io::Error>)> {
     match codec {
         1 => read_all(&mut flate2::read::MultiGzDecoder::new(src), dst)
             .map_err(|e| ("gzip", Some(e))),
         2 => snappy(src, dst).map_err(|e| ("snappy", Some(e))),
-        3 => lz4::Decoder::new(src)
-            .and_then(|mut d| read_all(&mut d, dst))
-            .map_err(|e| ("lz4", Some(e))),
+        3 => {
+            lz4_frame::decompress(src, dst, MAX_DECOMPRESSED as usize).map_err(|e| ("lz4", Some(e)))
+        }
         4 => zstd::stream::read::Decoder::with_buffer(src)
             .and_then(|mut d| read_all(&mut d, dst))
             .map_err(|e| ("zstd", Some(e))),
@@ -358,16 +365,32 @@ fn decompress(
 /// The decompression buffer's first size: a batch producers close at about 1 MB.
 const SCRATCH_BYTES: usize = 1 << 20;
 
-/// Readies `scratch` for [`decode`] (its first size, zeroed), so that a reader can do it
-/// while its first fetch is on the way rather than when the first batch arrives.
-pub fn prepare_scratch(scratch: &mut Vec<u8>) {
-    if scratch.len() < SCRATCH_BYTES {
-        scratch.resize(SCRATCH_BYTES, 0);
+/// The buffer batches are decompressed into, kept between batches (huge pages: a search
+/// decompresses gigabytes through it). Made at its first size when first needed, or before
+/// by [`Scratch::prepare`]; grown when a batch needs more.
+#[derive(Default)]
+pub struct Scratch(Option<HugeBuffer>);
+
+impl Scratch {
+    /// The buffer, made and faulted in now if it is not yet: a reader calls this while its
+    /// first fetch is on the way rather than when the first batch arrives.
+    pub fn prepare(&mut self) -> std::io::Result<&mut HugeBuffer> {
+        let buffer = match &mut self.0 {
+            Some(buffer) => buffer,
+            empty => {
+                let mut buffer = HugeBuffer::new(SCRATCH_BYTES)?;
+                for page in buffer.chunks_mut(4096) {
+                    page[0] = 0;
+                }
+                empty.insert(buffer)
+            }
+        };
+        Ok(buffer)
     }
 }
 
 /// Reads `reader` to its end into `dst` from its start, growing it as needed; the length read.
-fn read_all(reader: &mut dyn Read, dst: &mut Vec<u8>) -> std::io::Result<usize> {
+fn read_all(reader: &mut dyn Read, dst: &mut HugeBuffer) -> std::io::Result<usize> {
     let mut filled = 0;
     loop {
         if filled == dst.len() {
@@ -377,7 +400,7 @@ fn read_all(reader: &mut dyn Read, dst: &mut Vec<u8>) -> std::io::Result<usize> 
                     "larger than any batch",
                 ));
             }
-            dst.resize((dst.len() * 2).max(SCRATCH_BYTES), 0);
+            dst.grow(dst.len() * 2, filled)?;
         }
         match reader.read(&mut dst[filled..]) {
             Ok(0) => return Ok(filled),
@@ -390,12 +413,12 @@ fn read_all(reader: &mut dyn Read, dst: &mut Vec<u8>) -> std::io::Result<usize> 
 
 /// Snappy as Kafka clients write it: the Java client frames blocks the xerial way (a magic
 /// header, then length-prefixed blocks), librdkafka writes one raw block. Both are read.
-fn snappy(src: &[u8], dst: &mut Vec<u8>) -> std::io::Result<usize> {
+fn snappy(src: &[u8], dst: &mut HugeBuffer) -> std::io::Result<usize> {
     const XERIAL: &[u8] = b"\x82SNAPPY\x00";
     let invalid = |e: snap::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
     let mut decoder = snap::raw::Decoder::new();
     let mut filled = 0;
-    let mut block = |block: &[u8], dst: &mut Vec<u8>| -> std::io::Result<()> {
+    let mut block = |block: &[u8], dst: &mut HugeBuffer| -> std::io::Result<()> {
         let n = snap::raw::decompress_len(block).map_err(invalid)?;
         if (filled + n) as u64 > MAX_DECOMPRESSED {
             return Err(std::io::Error::new(
@@ -403,9 +426,7 @@ fn snappy(src: &[u8], dst: &mut Vec<u8>) -> std::io::Result<usize> {
                 "larger than any batch",
             ));
         }
-        if dst.len() < filled + n {
-            dst.resize(filled + n, 0);
-        }
+        dst.grow(filled + n, filled)?;
         filled += decoder
             .decompress(block, &mut dst[filled..filled + n])
             .map_err(invalid)?;
@@ -497,7 +518,7 @@ pub(crate) mod tests {
     /// Decodes every batch of `bytes` back into specs.
     fn decode_all(bytes: &[u8]) -> Result<Vec<(i64, Spec)>, BatchError> {
         let mut out = Vec::new();
-        let (mut scratch, mut records) = (Vec::new(), Vec::new());
+        let (mut scratch, mut records) = (Scratch::default(), Vec::new());
         for item in batches(bytes) {
             let (header, raw) = item?;
             let data = decode(&header, raw, &mut scratch, &mut records)?;
@@ -664,7 +685,7 @@ pub(crate) mod tests {
             Compression::None,
         );
         let (h, raw) = batches(&bytes).next().unwrap().unwrap();
-        let (mut scratch, mut records) = (Vec::new(), Vec::new());
+        let (mut scratch, mut records) = (Scratch::default(), Vec::new());
         let data = decode(&h, raw, &mut scratch, &mut records).unwrap();
         let parts = records[0].parts(data).unwrap();
         assert_eq!(header(data, &parts, "level"), Some(&b"error"[..]));

@@ -20,6 +20,7 @@
 
 pub mod batch;
 mod error;
+mod lz4_frame;
 pub mod query;
 mod rdkafka_reader;
 mod scan;

@@ -290,7 +290,7 @@ fn skip_nested(v: &[u8], mut i: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::search::batch::tests::{encode, Spec};
-    use crate::search::batch::{batches, decode};
+    use crate::search::batch::{batches, decode, Scratch};
     use crate::search::{Filter, Matcher};
     use kafka_protocol::records::Compression;
     use proptest::prelude::*;
@@ -336,7 +336,7 @@ mod tests {
 
     fn scanned(options: &Options, bytes: &[u8], offsets: Range<i64>) -> (u64, Vec<i64>) {
         let (mut scratch, mut records, mut candidates, mut hits) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            (Scratch::default(), Vec::new(), Vec::new(), Vec::new());
         let (header, raw) = batches(bytes).next().unwrap().unwrap();
         let data = decode(&header, raw, &mut scratch, &mut records).unwrap();
         let s = scan_batch(

@@ -324,13 +324,20 @@ impl PartitionReader {
 
         let scan_end = if follow { i64::MAX } else { range.end };
         let what = || format!("{}/{partition}", options.topic);
-        let (mut scratch, mut records, mut candidates, mut hits) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut scratch, mut records, mut candidates, mut hits) = (
+            batch::Scratch::default(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
         let mut transactions = Transactions::default();
         let mut caught_up = false;
         // While the first fetch is on its way: fault in the decompression buffer and make
         // this thread's matcher caches, which the first batch otherwise waits for.
-        batch::prepare_scratch(&mut scratch);
+        scratch.prepare().map_err(|cause| SearchError::Batch {
+            partition: what(),
+            cause: batch::BatchError::Buffer(cause),
+        })?;
         options.matcher.scan_find(b"", 0..0);
         for fetched in fetched {
             if shared.stopped() {

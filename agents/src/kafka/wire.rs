@@ -14,6 +14,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
+use super::huge_pages::{FramePool, POOLED_FRAME_BYTES};
+
 /// Largest response frame we accept: above any fetch rill asks for, so a corrupt length
 /// cannot make us allocate gigabytes.
 const MAX_FRAME: usize = 256 << 20;
@@ -71,17 +73,9 @@ pub struct Connection {
     framer: Framer,
     /// The requests sent and not yet answered, oldest first.
     in_flight: VecDeque<Pending>,
-    /// The last few large responses, whose buffers are reused once nothing else holds them
-    /// (the decoded responses are slices of them): a scan reads megabytes per Fetch, and a
-    /// fresh buffer for each spent a tenth of the search's CPU faulting in new pages.
-    recent_frames: VecDeque<Bytes>,
+    /// The buffers large responses are read into, reused (see [`FramePool`]).
+    frames: FramePool,
 }
-
-/// How many large responses a connection keeps for reuse: one being scanned, one waiting
-/// for the scanner and one arriving.
-const RECENT_FRAMES: usize = 3;
-/// Responses smaller than this are not worth keeping.
-const REUSED_FRAME_BYTES: usize = 64 << 10;
 
 /// A request sent and waiting for its answer.
 #[derive(Debug, Clone, Copy)]
@@ -140,12 +134,11 @@ impl Framer {
 
 /// Reads one response frame (without its length prefix) from `stream`.
 pub fn read_frame(stream: &mut impl Read) -> std::io::Result<Bytes> {
-    read_frame_into(stream, Vec::new())
+    read_pooled_frame(stream, None)
 }
 
-/// [`read_frame`] into `buffer` (cleared first): a reader of large responses passes back
-/// the buffer of an earlier one, so megabytes of fresh pages are not faulted in per answer.
-pub fn read_frame_into(stream: &mut impl Read, mut frame: Vec<u8>) -> std::io::Result<Bytes> {
+/// [`read_frame`], into a buffer of `pool` when the frame is large.
+fn read_pooled_frame(stream: &mut impl Read, pool: Option<&FramePool>) -> std::io::Result<Bytes> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len) as usize;
@@ -155,9 +148,11 @@ pub fn read_frame_into(stream: &mut impl Read, mut frame: Vec<u8>) -> std::io::R
             format!("a {len}-byte response frame"),
         ));
     }
-    // Read into uninitialised capacity: zeroing megabytes first cost a twentieth of a scan.
-    frame.clear();
-    frame.reserve(len);
+    if let Some(pool) = pool.filter(|_| len >= POOLED_FRAME_BYTES) {
+        return pool.read(stream, len);
+    }
+    // Grown as bytes arrive (a corrupt length costs no memory up front).
+    let mut frame = Vec::new();
     let read = stream.take(len as u64).read_to_end(&mut frame)?;
     if read < len {
         return Err(std::io::Error::new(
@@ -230,7 +225,7 @@ impl Connection {
             versions: Vec::new(),
             framer: Framer::new(client_id),
             in_flight: VecDeque::new(),
-            recent_frames: VecDeque::new(),
+            frames: FramePool::default(),
         };
         conn.versions = conn.negotiate(client_id, spoken)?;
         Ok(conn)
@@ -311,8 +306,7 @@ impl Connection {
         let Some(pending) = self.in_flight.pop_front() else {
             return Err(self.protocol("no request in flight".into()));
         };
-        let buffer = self.reusable_buffer();
-        let frame = read_frame_into(&mut self.stream, buffer).map_err(|source| {
+        let frame = read_pooled_frame(&mut self.stream, Some(&self.frames)).map_err(|source| {
             let what = format!("no answer to {:?}", pending.key);
             if source.kind() == std::io::ErrorKind::InvalidData {
                 self.protocol(source.to_string())
@@ -320,27 +314,7 @@ impl Connection {
                 self.io_error(&what, source)
             }
         })?;
-        if frame.len() >= REUSED_FRAME_BYTES {
-            if self.recent_frames.len() == RECENT_FRAMES {
-                self.recent_frames.pop_front();
-            }
-            self.recent_frames.push_back(frame.clone());
-        }
         decode_response::<R>(frame, pending).map_err(|e| self.protocol(e))
-    }
-
-    /// The buffer of a kept response that nothing else holds any more, or a new one.
-    fn reusable_buffer(&mut self) -> Vec<u8> {
-        for _ in 0..self.recent_frames.len() {
-            let Some(frame) = self.recent_frames.pop_front() else {
-                break;
-            };
-            match frame.try_into_mut() {
-                Ok(unused) => return Vec::from(unused),
-                Err(in_use) => self.recent_frames.push_back(in_use),
-            }
-        }
-        Vec::new()
     }
 
     fn io_error(&self, what: &str, source: std::io::Error) -> WireError {
