@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use std::ops::Range;
 
 use regex::bytes::{Regex, RegexBuilder};
-use regex_syntax::hir::{Capture, Hir, HirKind, Repetition};
+use regex_syntax::hir::{Hir, HirKind, Repetition};
 
 use crate::record::LogRecord;
 
@@ -89,6 +89,9 @@ impl Matcher {
 
 /// `hir` with every look-around assertion replaced by the empty regex: it matches a superset
 /// of what `hir` matches, and where it matches no longer depends on the surrounding bytes.
+/// Capture groups go too (the scan wants only where a match is): a regex without them that
+/// is a set of literals, such as `time(d )?out|refused`, is then searched by its literal
+/// searcher alone, with no automaton run at each match.
 fn without_looks(hir: Hir) -> Hir {
     match hir.into_kind() {
         HirKind::Empty | HirKind::Look(_) => Hir::empty(),
@@ -98,10 +101,7 @@ fn without_looks(hir: Hir) -> Hir {
             sub: Box::new(without_looks(*rep.sub)),
             ..rep
         }),
-        HirKind::Capture(cap) => Hir::capture(Capture {
-            sub: Box::new(without_looks(*cap.sub)),
-            ..cap
-        }),
+        HirKind::Capture(cap) => without_looks(*cap.sub),
         HirKind::Concat(subs) => Hir::concat(subs.into_iter().map(without_looks).collect()),
         HirKind::Alternation(subs) => {
             Hir::alternation(subs.into_iter().map(without_looks).collect())
