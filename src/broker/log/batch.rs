@@ -12,6 +12,8 @@
 //! The CRC-32C covers bytes 21.. (attributes to the end), which is why the broker may rewrite
 //! `baseOffset` and `partitionLeaderEpoch` without recomputing it.
 
+use std::io::Read;
+
 use kafka_protocol::compression::Decompressor;
 use kafka_protocol::ResponseError;
 
@@ -272,22 +274,35 @@ fn read_varlong(buf: &[u8], pos: &mut usize, max_bytes: usize) -> Result<i64, Ba
     Err(BatchError::MalformedRecords("varint too long".into()))
 }
 
-/// Walks the (decompressed) records of a batch and returns the first record, in offset order,
-/// whose timestamp is >= `target`: `(offset, timestamp)`.
+/// Walks the records of a batch as `records` yields them (decompressed) and returns the first
+/// record, in offset order, whose timestamp is >= `target`: `(offset, timestamp)`. It reads no
+/// further than that record: a lookup by time usually lands among the first records of a
+/// batch, and decompressing whole 1 MB batches to find them made a `--since` search's
+/// ListOffsets take a millisecond.
 fn first_record_at_or_after(
     header: &BatchHeader,
-    records: &[u8],
+    records: &mut dyn Read,
     target: i64,
 ) -> Result<Option<(i64, i64)>, BatchError> {
+    let mut stream = RecordStream {
+        records,
+        buf: Vec::new(),
+        ended: false,
+    };
     let mut pos = 0;
     for _ in 0..header.records_count {
-        let len = read_varlong(records, &mut pos, 5)?;
+        // A record's length, attributes and two deltas: at most 5 + 1 + 10 + 5 bytes.
+        stream.fill(pos + 21)?;
+        let len = read_varlong(&stream.buf, &mut pos, 5)?;
         let end = usize::try_from(len)
             .ok()
             .and_then(|l| pos.checked_add(l))
-            .filter(|&end| end <= records.len())
             .ok_or_else(|| BatchError::MalformedRecords(format!("record length {len}")))?;
-        let body = &records[..end];
+        stream.fill(end)?;
+        let body = stream
+            .buf
+            .get(..end)
+            .ok_or_else(|| BatchError::MalformedRecords(format!("record length {len}")))?;
         let mut p = pos + 1; // attributes byte, unused
         let ts_delta = read_varlong(body, &mut p, 10)?;
         let offset_delta = read_varlong(body, &mut p, 5)?;
@@ -304,32 +319,68 @@ fn first_record_at_or_after(
     Ok(None)
 }
 
+/// The records of a batch, read from their (decompressing) reader as far as needed.
+struct RecordStream<'a> {
+    records: &'a mut dyn Read,
+    buf: Vec<u8>,
+    ended: bool,
+}
+
+impl RecordStream<'_> {
+    /// Reads on until `buf` holds `len` bytes or the records end.
+    fn fill(&mut self, len: usize) -> Result<(), BatchError> {
+        const CHUNK: usize = 64 << 10;
+        while self.buf.len() < len && !self.ended {
+            let filled = self.buf.len();
+            self.buf.resize(filled + CHUNK, 0);
+            let read = loop {
+                match self.records.read(&mut self.buf[filled..]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    other => break other,
+                }
+            };
+            let n = read.map_err(|e| decompress_error(e.into()))?;
+            self.buf.truncate(filled + n);
+            self.ended = n == 0;
+        }
+        Ok(())
+    }
+}
+
 fn decompress_error(e: anyhow::Error) -> BatchError {
     BatchError::MalformedRecords(format!("decompression failed: {e:#}"))
 }
 
 /// Finds, inside one whole batch (`batch` is exactly its bytes, header included), the first
-/// record with timestamp >= `target`. Decompresses when needed.
+/// record with timestamp >= `target`, decompressing only as far as that record.
 pub(crate) fn find_record_by_timestamp(
     header: &BatchHeader,
     batch: &[u8],
     target: i64,
 ) -> Result<Option<(i64, i64)>, BatchError> {
-    use kafka_protocol::compression::{Gzip, Lz4, Snappy, Zstd};
+    use kafka_protocol::compression::Snappy;
     let Some(payload) = batch.get(HEADER_SIZE..) else {
         return Err(BatchError::Truncated {
             needed: HEADER_SIZE,
             available: batch.len(),
         });
     };
-    let mut input = payload;
-    let walk = |b: &mut bytes::Bytes| Ok(first_record_at_or_after(header, b, target));
+    let streamed = |reader: std::io::Result<Box<dyn Read + '_>>| {
+        let mut reader = reader.map_err(|e| decompress_error(e.into()))?;
+        first_record_at_or_after(header, &mut reader, target)
+    };
     match header.codec() {
-        0 => first_record_at_or_after(header, payload, target),
-        1 => Gzip::decompress(&mut input, walk).map_err(decompress_error)?,
-        2 => Snappy::decompress(&mut input, walk).map_err(decompress_error)?,
-        3 => Lz4::decompress(&mut input, walk).map_err(decompress_error)?,
-        4 => Zstd::decompress(&mut input, walk).map_err(decompress_error)?,
+        0 => streamed(Ok(Box::new(payload))),
+        1 => streamed(Ok(Box::new(flate2::read::MultiGzDecoder::new(payload)))),
+        // Snappy blocks come whole (and in the Java client's xerial framing, or not).
+        2 => Snappy::decompress(&mut &payload[..], |b: &mut bytes::Bytes| {
+            Ok(first_record_at_or_after(header, &mut &b[..], target))
+        })
+        .map_err(decompress_error)?,
+        3 => streamed(lz4::Decoder::new(payload).map(|d| Box::new(d) as Box<dyn Read>)),
+        4 => streamed(
+            zstd::stream::read::Decoder::new(payload).map(|d| Box::new(d) as Box<dyn Read>),
+        ),
         other => Err(BatchError::UnsupportedCompression(other)),
     }
 }
@@ -452,6 +503,14 @@ pub(crate) mod tests {
             assert_eq!(find(160), Some((3, 200)), "{codec:?}");
             assert_eq!(find(300), Some((4, 300)), "{codec:?}");
             assert_eq!(find(301), None, "{codec:?}");
+            // A batch far larger than one read of its decompressed stream.
+            let timestamps: Vec<i64> = (0..20_000).collect();
+            let bytes = encode_batch(&timestamps, codec);
+            let header = parse_header(&bytes).unwrap();
+            let find = |t| find_record_by_timestamp(&header, &bytes, t).unwrap();
+            assert_eq!(find(1), Some((1, 1)), "{codec:?}");
+            assert_eq!(find(19_999), Some((19_999, 19_999)), "{codec:?}");
+            assert_eq!(find(20_000), None, "{codec:?}");
         }
     }
 
