@@ -98,17 +98,21 @@ pub fn scan_batch(
             break;
         }
     }
-    // Both lists are in record order: merge them, each record once.
+    // Both lists are in record order: merge them, each record once. A record in both keeps
+    // no match, so that it is decided the full way: only a value without a backslash holds
+    // its line verbatim, which the quick proof below relies on.
     let mut e = escaped.into_iter().peekable();
     let mut merged = Vec::with_capacity(candidates.len());
     for (i, found) in candidates.drain(..) {
+        let mut is_escaped = false;
         while let Some(&j) = e.peek().filter(|&&j| j <= i) {
             if j < i {
                 merged.push((j, None));
             }
+            is_escaped |= j == i;
             e.next();
         }
-        merged.push((i, found));
+        merged.push((i, found.filter(|_| !is_escaped)));
     }
     merged.extend(e.map(|j| (j, None)));
 
@@ -151,12 +155,9 @@ pub fn scan_batch(
 }
 
 /// Whether `found` (a range of the batch) lies inside the top-level `"line"` string of the
-/// value at `value_range`, which must hold no backslash.
+/// value at `value_range`, which must hold no backslash (the scan's escape pass found none).
 fn proven_in_line(value_range: Range<usize>, value: &[u8], found: &Range<usize>) -> bool {
-    if found.start < value_range.start
-        || found.end > value_range.end
-        || memchr::memchr(b'\\', value).is_some()
-    {
+    if found.start < value_range.start || found.end > value_range.end {
         return false;
     }
     let (s, e) = (
