@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (CI runs it from a fresh clone via .ci/run).
 # 1. installs what the tests need (idempotent, non-interactive)
-# 2. cargo fmt --check, cargo clippy -D warnings
+# 2. cargo fmt --check, cargo clippy -D warnings, cargo check of the fuzz targets
 # 3. cargo build --workspace (helper binaries for other crates' tests)
 # 4. cargo test --workspace, with RILL_TEST_PYTHON pointing at the test venv
 set -euo pipefail
@@ -76,9 +76,12 @@ if [ "${RILL_SETUP_ONLY:-}" = "1" ]; then
 fi
 
 # ---------------------------------------------------------------------------
-step "2/4 cargo fmt --check and cargo clippy"
+step "2/4 cargo fmt --check, cargo clippy, and the fuzz targets compile"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The fuzz targets are a workspace of their own (bench/fuzz.sh runs them with cargo fuzz), so
+# `--workspace` never builds them: checked here, so that they cannot stop compiling unseen.
+cargo check --locked --manifest-path fuzz/Cargo.toml --bins
 
 # ---------------------------------------------------------------------------
 step "3/4 cargo build --workspace"
