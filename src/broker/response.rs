@@ -141,6 +141,8 @@ async fn send_file(socket: &TcpStream, slice: &FileSlice) -> io::Result<()> {
         match sent {
             Ok(0) => {
                 // Only a file cut shorter than the log says (never while the broker runs).
+                tracing::error!(path = %slice.path().display(), offset, end,
+                    "segment file ends before the records being sent; closing the connection");
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!("{} ends before byte {end}", slice.path().display()),
@@ -207,7 +209,7 @@ mod tests {
             );
             log.append(&mut bytes, 0).expect("append");
         }
-        let Ok(ReadOutcome::Batches(read)) = log.read_with(0, usize::MAX, 0) else {
+        let Ok(ReadOutcome::Batches(read)) = log.read(0, usize::MAX, 0) else {
             panic!("read");
         };
         (dir, log, read)

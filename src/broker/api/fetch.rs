@@ -30,8 +30,8 @@ const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 pub struct FetchReply {
     pub response: FetchResponse,
     /// `records[t][p]`: the records of partition `p` of topic `t` of the response; None for a
-    /// partition with an error (its `records` field is null). Topics beyond the end (denied
-    /// ones, appended later) have none.
+    /// partition with an error (encoded with its own, empty, `records` field). Topics beyond
+    /// the end (denied ones, appended later) have none.
     pub(super) records: Vec<Vec<Option<Records>>>,
 }
 
@@ -59,7 +59,7 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
 
 /// One pass over every asked partition. Returns the response, its record bytes, and whether a
 /// partition had an error (which is answered at once, as Kafka does). Reads shorter than
-/// `copy_below` bytes are copied (see `PartitionLog::read_with`).
+/// `copy_below` bytes are copied (see `PartitionLog::read`).
 pub(super) fn read_all(
     broker: &Broker,
     req: &FetchRequest,
@@ -98,7 +98,7 @@ pub(super) fn read_all(
                 let outcome = if limit == 0 {
                     Ok(ReadOutcome::Batches(Records::default()))
                 } else {
-                    state.log.read_with(asked.fetch_offset, limit, copy_below)
+                    state.log.read(asked.fetch_offset, limit, copy_below)
                 };
                 (
                     outcome,

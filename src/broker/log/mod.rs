@@ -242,14 +242,10 @@ impl PartitionLog {
     }
 
     /// Whole batches from the one holding `offset`, up to `max_bytes` but at least one batch
-    /// (KIP-74), across segments; reads of at least [`ZERO_COPY_MIN_BYTES`] as file ranges.
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, LogError> {
-        self.read_with(offset, max_bytes, ZERO_COPY_MIN_BYTES)
-    }
-
-    /// [`PartitionLog::read`], copying reads shorter than `copy_below` bytes into memory
-    /// (`usize::MAX`: copy everything, 0: copy nothing).
-    pub fn read_with(
+    /// (KIP-74), across segments. Reads from a segment shorter than `copy_below` bytes are
+    /// copied into memory, longer ones returned as file ranges (the broker passes
+    /// [`ZERO_COPY_MIN_BYTES`]; `usize::MAX` copies everything, 0 nothing).
+    pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,

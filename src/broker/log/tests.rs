@@ -42,7 +42,7 @@ fn read_batches(log: &PartitionLog, offset: i64, max_bytes: usize) -> Vec<BatchH
 /// The bytes a read returns (None: out of range), checking that a read of file ranges (the
 /// zero-copy path) and a read copied into memory (the copying path) cut at the same batch.
 fn read_bytes(log: &PartitionLog, offset: i64, max_bytes: usize) -> Option<Vec<u8>> {
-    let read = |copy_below| match log.read_with(offset, max_bytes, copy_below).unwrap() {
+    let read = |copy_below| match log.read(offset, max_bytes, copy_below).unwrap() {
         ReadOutcome::Batches(records) => Some(records.to_bytes().unwrap().to_vec()),
         ReadOutcome::OffsetOutOfRange => None,
     };
@@ -567,7 +567,7 @@ fn file_ranges_outlive_the_segment_files_retention_deletes() {
     for i in 0..40 {
         append_n(&mut log, 3, i);
     }
-    let ReadOutcome::Batches(records) = log.read_with(0, usize::MAX, 0).unwrap() else {
+    let ReadOutcome::Batches(records) = log.read(0, usize::MAX, 0).unwrap() else {
         panic!("out of range");
     };
     assert!(records.chunks().len() > 1, "{records:?}");
@@ -585,7 +585,7 @@ fn a_file_range_ends_where_the_log_ended_when_it_was_read() {
     let (mut log, _) = PartitionLog::open(dir.path(), config(1 << 20, 4096)).unwrap();
     append_n(&mut log, 200, 1);
     let before = read_bytes(&log, 0, usize::MAX).unwrap();
-    let ReadOutcome::Batches(records) = log.read_with(0, usize::MAX, 0).unwrap() else {
+    let ReadOutcome::Batches(records) = log.read(0, usize::MAX, 0).unwrap() else {
         panic!("out of range");
     };
     // Appends while the response is on its way do not make it longer.
