@@ -97,8 +97,11 @@ impl ActiveSync {
 /// Reads shorter than this are copied into memory with one pread; longer ones are sent from
 /// the file with `sendfile`. Per read, zero-copy costs a flush of the connection's buffer and
 /// a sendfile call (plus a pread to find the last whole batch), where copying costs one pread
-/// and the copies; below a few pages, such as a tailing consumer's fetch of the newest
-/// records, the syscalls cost more than copying the bytes.
+/// and the copies; for small reads, such as a tailing consumer's fetch of the newest records,
+/// the system calls cost more than copying the bytes. Measured (broker CPU while kcat reads
+/// 150,000 one-record batches with `fetch.message.max.bytes` N, everything zero-copy vs
+/// everything copied): 4 KiB 96-99 vs 73-82 ms, 12 KiB 33-36 vs 21-24 ms, 16 KiB about even,
+/// 32 KiB 11-17 vs 20-22 ms, 64 KiB 9-11 vs 15-16 ms.
 pub const ZERO_COPY_MIN_BYTES: usize = 16 * 1024;
 
 /// The result of a read.
