@@ -18,6 +18,7 @@ pub mod log;
 pub mod meta;
 pub mod partition;
 pub mod producer_state;
+pub mod response;
 pub mod server;
 pub mod session;
 pub mod topic_config;

@@ -16,13 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::broker::api::{self, Reply};
 use crate::broker::listener::Listener;
+use crate::broker::response::{self, ResponseWriter};
 use crate::broker::session::Session;
 use crate::broker::Broker;
 use crate::config::FlushPolicy;
@@ -163,7 +164,7 @@ async fn serve_connection<R, W>(
     mut session: Session,
 ) where
     R: AsyncRead + Send + Unpin,
-    W: AsyncWrite + Send + Unpin,
+    W: ResponseWriter,
 {
     let peer = session.peer;
     let idle = Duration::from_millis(broker.config.idle_timeout_ms);
@@ -216,17 +217,11 @@ async fn serve_connection<R, W>(
                 break;
             }
         };
-        let written = async {
-            writer.write_u32(response.len() as u32).await?;
-            writer.write_all(&response).await?;
-            // Flush unless more requests are already buffered (pipelined clients), and
-            // always before closing.
-            if reader.buffer().is_empty() || close.is_some() {
-                writer.flush().await?;
-            }
-            Ok::<(), std::io::Error>(())
-        };
-        if let Err(e) = written.await {
+        // Flush unless more requests are already buffered (pipelined clients), and always
+        // before closing.
+        let flush = reader.buffer().is_empty() || close.is_some();
+        if let Err(e) = response::write(&mut writer, &response, flush).await {
+            // The length is out already: the rest of the stream would be garbage.
             tracing::debug!(%peer, "write failed: {e}");
             break;
         }

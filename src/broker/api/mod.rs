@@ -29,6 +29,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use kafka_protocol::ResponseError;
 
 use crate::broker::auth::Operation;
+use crate::broker::response::Response;
 use crate::broker::session::Session;
 use crate::broker::Broker;
 use authorize::Access;
@@ -72,13 +73,13 @@ fn supported_range(api_key: ApiKey) -> Option<(i16, i16)> {
 #[derive(Debug)]
 pub enum Reply {
     /// Send this encoded response (header + body, without the length prefix).
-    Send(BytesMut),
+    Send(Response),
     /// Send nothing: a Produce with acks=0.
     Nothing,
     /// Close the connection: the request cannot be answered (Kafka does the same), logged with why.
     Close(String),
     /// Send this response, then close (a refused SASL handshake or authentication).
-    SendAndClose(BytesMut, String),
+    SendAndClose(Response, String),
 }
 
 /// Handles one request frame (the bytes after the length prefix) of this connection.
@@ -180,9 +181,12 @@ pub async fn handle(broker: &Arc<Broker>, mut frame: Bytes, session: &mut Sessio
         }
         RequestKind::Fetch(mut req) => {
             let denied = authorize::fetch(&access, &mut req);
-            let mut resp = fetch::handle(broker, req, version).await;
-            resp.responses.extend(denied);
-            encode(id, api_key, version, &resp)
+            let mut reply = fetch::handle(broker, req, version).await;
+            reply.response.responses.extend(denied);
+            match fetch::encode(id, version, reply) {
+                Ok(response) => Reply::Send(response),
+                Err(e) => Reply::Close(format!("cannot encode Fetch v{version} response: {e}")),
+            }
         }
         RequestKind::ListOffsets(mut req) => {
             let denied = authorize::list_offsets(&access, &mut req);
@@ -389,7 +393,7 @@ fn encode<R: Encodable + HeaderVersion>(
         .encode(&mut buf, header_version)
         .and_then(|()| response.encode(&mut buf, version));
     match result {
-        Ok(()) => Reply::Send(buf),
+        Ok(()) => Reply::Send(buf.into()),
         // Only a bug (a field this version cannot carry) gets here; say so rather than hang.
         Err(e) => Reply::Close(format!(
             "cannot encode {api_key:?} v{version} response: {e}"

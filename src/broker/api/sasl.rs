@@ -135,7 +135,7 @@ pub async fn bare_token(broker: &Broker, session: &mut Session, token: Bytes) ->
             if let SaslState::Authenticated(user) = state {
                 tracing::info!(peer = %session.peer, user = %user.name, "authenticated with {mechanism}");
             }
-            Reply::Send(reply.as_slice().into())
+            Reply::Send(bytes::BytesMut::from(reply.as_slice()).into())
         }
         Err(failure) => Reply::Close(refuse(session, mechanism, failure).await),
     }

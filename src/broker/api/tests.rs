@@ -63,10 +63,10 @@ fn frame<R: Encodable>(key: ApiKey, version: i16, request: &R) -> Bytes {
 }
 
 fn response<R: Decodable>(key: ApiKey, version: i16, reply: Reply) -> R {
-    let Reply::Send(bytes) = reply else {
+    let Reply::Send(response) = reply else {
         panic!("expected a response, got {reply:?}");
     };
-    let mut bytes = bytes.freeze();
+    let mut bytes = response.to_bytes().expect("read records");
     let header_version = key.response_header_version(version);
     kafka_protocol::messages::ResponseHeader::decode(&mut bytes, header_version).expect("header");
     R::decode(&mut bytes, version).expect("body")
@@ -232,6 +232,145 @@ fn fetch_returns_whole_batches_from_the_asked_offset() {
         resp.responses[0].partitions[0].error_code,
         ResponseError::OffsetOutOfRange.code()
     );
+}
+
+/// Today's copying path, the reference: every read copied into memory (one pread, cut at
+/// the last whole batch) and the whole response encoded by kafka-protocol with the records in.
+fn fetch_copied(broker: &Broker, req: &FetchRequest, version: i16) -> Bytes {
+    let (reply, _, _) = super::fetch::read_all(broker, req, version, usize::MAX);
+    let mut response = reply.response;
+    for (topic, records) in response.responses.iter_mut().zip(&reply.records) {
+        for (partition, records) in topic.partitions.iter_mut().zip(records) {
+            if let Some(records) = records {
+                assert!(records
+                    .chunks()
+                    .iter()
+                    .all(|c| matches!(c, crate::broker::log::Chunk::Copied(_))));
+                partition.records = Some(records.to_bytes().expect("read"));
+            }
+        }
+    }
+    response.responses.push(denied_topic());
+    match super::encode(7, ApiKey::Fetch, version, &response) {
+        Reply::Send(bytes) => bytes.to_bytes().expect("bytes"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The zero-copy path: reads of at least `copy_below` bytes as file ranges, laid out by
+/// `fetch::encode`, then rendered the way the wire gets them.
+fn fetch_zero_copy(broker: &Broker, req: &FetchRequest, version: i16, copy_below: usize) -> Bytes {
+    let (mut reply, _, _) = super::fetch::read_all(broker, req, version, copy_below);
+    reply.response.responses.push(denied_topic());
+    let response = super::fetch::encode(7, version, reply).expect("encode");
+    response.to_bytes().expect("read file ranges")
+}
+
+/// A topic the user may not read, appended after the served ones as `api::handle` does.
+fn denied_topic() -> kafka_protocol::messages::fetch_response::FetchableTopicResponse {
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    FetchableTopicResponse::default()
+        .with_topic(TopicName(StrBytes::from_static_str("secret")))
+        .with_partitions(vec![PartitionData::default()
+            .with_partition_index(0)
+            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
+            .with_aborted_transactions(Some(Vec::new()))
+            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The zero-copy Fetch response is byte for byte today's encoded response, for every
+    /// served version: several topics and partitions (one unknown, one of an unknown topic,
+    /// one denied), several segments per partition (segment.bytes 1 KiB), batches from a few
+    /// bytes to larger than a segment, KIP-74 (a first batch over the limits, later ones
+    /// dropped), limits inside a segment's last batch, offsets out of range, empty partitions
+    /// at their log end, and sparse or dense offset indexes.
+    #[test]
+    fn zero_copy_fetch_responses_are_todays_bytes(
+        index_interval in prop::sample::select(vec![1u32, 100, 4096]),
+        produced in proptest::collection::vec(
+            (0i32..3, proptest::collection::vec(
+                prop_oneof![4 => 0usize..60, 1 => 0usize..2500], 1..4)),
+            0..60,
+        ),
+        asks in proptest::collection::vec(
+            (0usize..4, 0i32..4, 0i64..120, 0i32..6000),
+            1..7,
+        ),
+        max_bytes in 0i32..20_000,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = BrokerConfig {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..BrokerConfig::default()
+        };
+        config.log.index_interval_bytes = index_interval;
+        let broker =
+            Broker::open(config, "127.0.0.1:9092".parse().expect("addr")).expect("broker");
+        let rt = runtime();
+        let small_segments: crate::broker::topic_config::TopicOverrides =
+            [("segment.bytes".to_string(), "1024".to_string())].into();
+        broker.create_topic("a", 2, small_segments.clone()).expect("topic");
+        broker.create_topic("b", 1, small_segments).expect("topic");
+        broker.create_topic("c", 1, Default::default()).expect("topic");
+        let names = ["a", "b", "c", "missing"];
+        for (i, (target, sizes)) in produced.iter().enumerate() {
+            let (topic, partition) = [("a", 0), ("a", 1), ("b", 0)][*target as usize];
+            let values: Vec<String> = sizes.iter().map(|&n| "r".repeat(n)).collect();
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            let codec = if i % 5 == 4 { Compression::Gzip } else { Compression::None };
+            let req = ProduceRequest::default()
+                .with_acks(1)
+                .with_timeout_ms(1000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_static_str(topic)))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(batch(&values, None, codec)))])]);
+            let reply = rt.block_on(handle(&broker, frame(ApiKey::Produce, 7, &req)));
+            let resp: ProduceResponse = response(ApiKey::Produce, 7, reply);
+            prop_assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+        }
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        for &(name, partition, offset, partition_max) in &asks {
+            let topic = TopicName(StrBytes::from_static_str(names[name]));
+            let asked = FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(partition_max);
+            match topics.iter_mut().find(|t| t.topic == topic) {
+                Some(t) => t.partitions.push(asked),
+                None => topics.push(FetchTopic::default().with_topic(topic).with_partitions(vec![asked])),
+            }
+        }
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_topics(topics);
+        for version in 4..=11 {
+            let today = fetch_copied(&broker, &req, version);
+            let decoded = FetchResponse::decode(&mut today.slice(4..), version);
+            prop_assert!(decoded.is_ok(), "v{}: {:?}", version, decoded);
+            for copy_below in [0, crate::broker::log::ZERO_COPY_MIN_BYTES] {
+                let zero_copy = fetch_zero_copy(&broker, &req, version, copy_below);
+                prop_assert!(zero_copy == today, "v{version}, copy_below {copy_below}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fetch_encoding_refuses_versions_whose_records_are_not_last() {
+    let (_dir, broker) = open_broker();
+    let req = FetchRequest::default();
+    let (reply, _, _) = super::fetch::read_all(&broker, &req, 12, 0);
+    assert!(super::fetch::encode(1, 12, reply).is_err());
 }
 
 #[test]

@@ -52,6 +52,15 @@ impl OffsetIndex {
         n.checked_sub(1).map_or(0, |i| self.entries[i].position)
     }
 
+    /// Position of the last indexed batch starting at or before byte `position`.
+    pub fn last_position_at_or_before(&self, position: u64) -> Option<u64> {
+        let n = self
+            .entries
+            .partition_point(|e| u64::from(e.position) <= position);
+        n.checked_sub(1)
+            .map(|i| u64::from(self.entries[i].position))
+    }
+
     pub fn last(&self) -> Option<OffsetEntry> {
         self.entries.last().copied()
     }

@@ -5,12 +5,14 @@
 //! retention deletes whole segments; startup recovery checks the tail by CRC and truncates a
 //! torn write.
 //!
-//! Appends are one positional write of the producer's bytes; reads are one pread of whole
-//! batches found via the index. Nothing is mmapped and no read buffer outlives a call, so
-//! memory stays at the (small) in-memory indexes.
+//! Appends are one positional write of the producer's bytes. Reads find whole batches via
+//! the index and return them as ranges of the segment files ([`FileSlice`]), which the
+//! connection sends with `sendfile`; only small reads are copied into memory (one pread).
+//! Nothing is mmapped, so memory stays at the (small) in-memory indexes.
 
 pub mod batch;
 mod index;
+mod records;
 mod recovery;
 mod retention;
 mod segment;
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use batch::{BatchError, BatchHeader};
+pub use records::{append_chunks, Chunk, FileSlice, Records};
 pub use recovery::{RecoveryAction, RecoveryReport};
 pub use retention::RetentionReport;
 
@@ -91,11 +94,21 @@ impl ActiveSync {
     }
 }
 
+/// Reads shorter than this are copied into memory with one pread; longer ones are sent from
+/// the file with `sendfile`. Per read, zero-copy costs a flush of the connection's buffer and
+/// a sendfile call (plus a pread to find the last whole batch), where copying costs one pread
+/// and the copies; for small reads, such as a tailing consumer's fetch of the newest records,
+/// the system calls cost more than copying the bytes. Measured (broker CPU while kcat reads
+/// 150,000 one-record batches with `fetch.message.max.bytes` N, everything zero-copy vs
+/// everything copied): 4 KiB 96-99 vs 73-82 ms, 12 KiB 33-36 vs 21-24 ms, 16 KiB about even,
+/// 32 KiB 11-17 vs 20-22 ms, 64 KiB 9-11 vs 15-16 ms.
+pub const ZERO_COPY_MIN_BYTES: usize = 16 * 1024;
+
 /// The result of a read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ReadOutcome {
     /// Whole batches, back to back; empty at the log end.
-    Batches(Vec<u8>),
+    Batches(Records),
     OffsetOutOfRange,
 }
 
@@ -232,12 +245,19 @@ impl PartitionLog {
     }
 
     /// Whole batches from the one holding `offset`, up to `max_bytes` but at least one batch
-    /// (KIP-74), across segments.
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, LogError> {
+    /// (KIP-74), across segments. Reads from a segment shorter than `copy_below` bytes are
+    /// copied into memory, longer ones returned as file ranges (the broker passes
+    /// [`ZERO_COPY_MIN_BYTES`]; `usize::MAX` copies everything, 0 nothing).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        copy_below: usize,
+    ) -> Result<ReadOutcome, LogError> {
         if offset < self.log_start_offset() || offset > self.log_end_offset() {
             return Ok(ReadOutcome::OffsetOutOfRange);
         }
-        let mut out = Vec::new();
+        let mut out = Records::default();
         let first = self
             .segments
             .partition_point(|s| s.base_offset <= offset)
@@ -248,7 +268,12 @@ impl PartitionLog {
                 continue;
             };
             let budget = max_bytes.saturating_sub(out.len());
-            if !segment.read_into(&mut out, position, &header, budget)? {
+            let (chunk, to_end) =
+                segment.read_chunk(position, &header, budget, out.len(), copy_below)?;
+            if let Some(chunk) = chunk {
+                out.push(chunk);
+            }
+            if !to_end {
                 break;
             }
         }

@@ -5,10 +5,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
 
 use super::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use super::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+use super::records::{pread_append, Chunk, FileSlice};
 use super::LogError;
 
 pub(crate) const LOG_EXT: &str = "log";
@@ -18,6 +22,10 @@ pub(crate) const TIME_INDEX_EXT: &str = "timeindex";
 /// Index entries are written to the files once this many are pending, so a long-lived active
 /// segment does not hold its whole index only in memory; the files are a rebuildable cache.
 const INDEX_PERSIST_BATCH: usize = 512;
+
+/// Bytes of batch headers read at once when looking for where a zero-copy read must end:
+/// twice the default index interval, so the walk from the last index entry is one pread.
+const WALK_WINDOW: u64 = 8 * 1024;
 
 /// `dir/00000000000000000042.ext`, Kafka's naming.
 pub(crate) fn segment_path(dir: &Path, base_offset: i64, ext: &str) -> PathBuf {
@@ -77,7 +85,9 @@ pub(crate) struct Segment {
     /// Bytes of whole, acknowledged batches. Anything in the file beyond is not part of the log.
     pub size: u64,
     pub log_path: PathBuf,
-    file: File,
+    /// Shared with the [`FileSlice`]s of responses still being sent: the open handle keeps
+    /// the file's bytes readable after retention unlinks it.
+    file: Arc<File>,
     pub offset_index: OffsetIndex,
     pub time_index: TimeIndex,
     /// How many index entries are already in the index files.
@@ -103,7 +113,7 @@ impl Segment {
             next_offset: base_offset,
             size: 0,
             log_path: segment_path(dir, base_offset, LOG_EXT),
-            file,
+            file: Arc::new(file),
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
             offset_persisted: 0,
@@ -467,57 +477,119 @@ impl Segment {
         self.locate_from(u64::from(start), offset)
     }
 
-    /// Appends to `out` whole batches from `position` (where `first` starts) while they fit in
-    /// `budget` bytes; if `out` is empty the first batch is taken whatever its size (KIP-74).
-    /// One pread. Returns true if it read through the end of the segment.
-    pub fn read_into(
+    /// Whole batches from `position` (where `first` starts) while they fit in `budget` bytes;
+    /// when nothing was read yet for this fetch (`taken == 0`) the first batch is taken
+    /// whatever its size (KIP-74). Reads shorter than `copy_below` bytes are copied into
+    /// memory with one pread; longer ones become a [`FileSlice`] the connection sends with
+    /// `sendfile`. Returns the chunk (None if not even the first batch fits) and whether it
+    /// reaches the end of the segment.
+    pub fn read_chunk(
         &self,
-        out: &mut Vec<u8>,
         position: u64,
         first: &BatchHeader,
         budget: usize,
-    ) -> Result<bool, LogError> {
+        taken: usize,
+        copy_below: usize,
+    ) -> Result<(Option<Chunk>, bool), LogError> {
         let first_size = first.total_size();
         let available = usize::try_from(self.size - position).unwrap_or(usize::MAX);
         let want = if first_size > budget {
-            if !out.is_empty() {
-                return Ok(false);
+            if taken > 0 {
+                return Ok((None, false));
             }
             first_size
         } else {
             budget.min(available)
         };
-        let start = out.len();
-        if let Err(e) = pread_append(&self.file, out, position, want) {
-            out.truncate(start);
-            return Err(LogError::Io {
-                op: "read segment",
-                path: self.log_path.clone(),
-                source: e,
-            });
-        }
-        let chunk = &out[start..];
+        let (chunk, whole) = if want < copy_below {
+            let bytes = self.read_copied(position, want)?;
+            let whole = bytes.len() as u64;
+            (Chunk::Copied(Bytes::from(bytes)), whole)
+        } else {
+            let whole = self.whole_batches(position, first_size, want)?;
+            let slice = FileSlice::new(self.file.clone(), self.log_path.clone(), position, whole);
+            (Chunk::File(slice), whole)
+        };
+        Ok((Some(chunk), position + whole == self.size))
+    }
+
+    /// The `want` bytes at `position`, cut back to the last whole batch (one pread).
+    fn read_copied(&self, position: u64, want: usize) -> Result<Vec<u8>, LogError> {
+        let mut out = Vec::new();
+        pread_append(&self.file, &mut out, position, want)
+            .map_err(io_err("read segment", &self.log_path))?;
         let mut whole = 0usize;
-        while whole + LOG_OVERHEAD <= chunk.len() {
-            let len = i32::from_be_bytes([
-                chunk[whole + 8],
-                chunk[whole + 9],
-                chunk[whole + 10],
-                chunk[whole + 11],
-            ]);
-            let size = usize::try_from(len).map_or(0, |l| l + LOG_OVERHEAD);
-            if size < HEADER_SIZE {
-                tracing::warn!(path = %self.log_path.display(), position = position + whole as u64,
-                    "bad batch length in segment; read stops here");
+        while whole + LOG_OVERHEAD <= out.len() {
+            let Some(size) = self.batch_size_at(&out[whole..], position + whole as u64) else {
                 break;
-            }
-            if whole + size > chunk.len() {
+            };
+            if whole + size > out.len() {
                 break;
             }
             whole += size;
         }
-        out.truncate(start + whole);
-        Ok(position + whole as u64 == self.size)
+        out.truncate(whole);
+        Ok(out)
+    }
+
+    /// Size of the batch whose header starts `head` (at least `LOG_OVERHEAD` bytes), None
+    /// (with a warning) when its length field is impossible.
+    fn batch_size_at(&self, head: &[u8], position: u64) -> Option<usize> {
+        let len = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+        let size = usize::try_from(len).map_or(0, |l| l + LOG_OVERHEAD);
+        if size < HEADER_SIZE {
+            tracing::warn!(path = %self.log_path.display(), position,
+                "bad batch length in segment; read stops here");
+            return None;
+        }
+        Some(size)
+    }
+
+    /// How many bytes of whole batches start at `position` (a batch of `first_size` bytes)
+    /// and end within `want` bytes, found without reading the records: the same cut
+    /// `read_copied` makes.
+    ///
+    /// Reaching the segment's end needs no I/O (the segment holds only whole batches). Else
+    /// the walk starts at the last offset-index entry before the limit, not at `position`:
+    /// an entry follows every `index_interval_bytes` (4 KiB) of batches, so one small pread
+    /// of headers finds the cut whether the batches are 1 MiB lz4 batches or kcat's
+    /// one-record batches (a 12-byte pread per header would cost ~10,000 syscalls for a
+    /// 1 MiB read of those, more than copying it).
+    fn whole_batches(
+        &self,
+        position: u64,
+        first_size: usize,
+        want: usize,
+    ) -> Result<u64, LogError> {
+        let limit = position + want as u64;
+        if limit >= self.size {
+            return Ok(self.size - position);
+        }
+        let mut at = (position + first_size as u64).max(
+            self.offset_index
+                .last_position_at_or_before(limit)
+                .unwrap_or(0),
+        );
+        let mut window = Vec::new();
+        let mut window_at = at;
+        while at + LOG_OVERHEAD as u64 <= limit {
+            if at < window_at || at + LOG_OVERHEAD as u64 > window_at + window.len() as u64 {
+                window.clear();
+                window_at = at;
+                let len = (limit - at).min(WALK_WINDOW) as usize;
+                pread_append(&self.file, &mut window, at, len)
+                    .map_err(io_err("read segment", &self.log_path))?;
+            }
+            let head = &window[(at - window_at) as usize..];
+            let Some(size) = self.batch_size_at(head, at) else {
+                break;
+            };
+            if at + size as u64 > limit {
+                break;
+            }
+            at += size as u64;
+        }
+        Ok(at - position)
     }
 
     /// Reads the whole batch at `position` described by `header`.
@@ -613,21 +685,4 @@ pub(crate) fn walk(
         expected = h.last_offset() + 1;
         position += size;
     }
-}
-
-/// Appends the `len` bytes at `position` of `file` to `out`, read straight into its spare
-/// capacity: zeroing megabytes before every fetch's read cost a tenth of the broker's CPU.
-fn pread_append(file: &File, out: &mut Vec<u8>, position: u64, len: usize) -> std::io::Result<()> {
-    let start = out.len();
-    let end = start + len;
-    out.reserve_exact(len);
-    while out.len() < end {
-        let at = position + (out.len() - start) as u64;
-        if rustix::io::pread(file, rustix::buffer::spare_capacity(out), at)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-    // The last read may have gone past `len` into the spare capacity.
-    out.truncate(end);
-    Ok(())
 }

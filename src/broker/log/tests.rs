@@ -27,8 +27,9 @@ fn append_n(log: &mut PartitionLog, n: usize, ts: i64) -> AppendInfo {
     append_ts(log, &vec![ts; n], ts)
 }
 
-fn batches(outcome: ReadOutcome) -> Vec<BatchHeader> {
-    let ReadOutcome::Batches(bytes) = outcome else {
+/// The batches a read returns, both ways (see `read_bytes`).
+fn read_batches(log: &PartitionLog, offset: i64, max_bytes: usize) -> Vec<BatchHeader> {
+    let Some(bytes) = read_bytes(log, offset, max_bytes) else {
         panic!("out of range");
     };
     if bytes.is_empty() {
@@ -36,6 +37,19 @@ fn batches(outcome: ReadOutcome) -> Vec<BatchHeader> {
     }
     // Whatever the log returns must still pass producer validation: CRCs intact.
     batch::validate_batches(&bytes, usize::MAX).unwrap()
+}
+
+/// The bytes a read returns (None: out of range), checking that a read of file ranges (the
+/// zero-copy path) and a read copied into memory (the copying path) cut at the same batch.
+fn read_bytes(log: &PartitionLog, offset: i64, max_bytes: usize) -> Option<Vec<u8>> {
+    let read = |copy_below| match log.read(offset, max_bytes, copy_below).unwrap() {
+        ReadOutcome::Batches(records) => Some(records.to_bytes().unwrap().to_vec()),
+        ReadOutcome::OffsetOutOfRange => None,
+    };
+    let copied = read(usize::MAX);
+    assert_eq!(read(0), copied, "offset {offset}, max_bytes {max_bytes}");
+    assert_eq!(read(ZERO_COPY_MIN_BYTES), copied);
+    copied
 }
 
 fn segment_files(dir: &Path, ext: &str) -> Vec<String> {
@@ -63,17 +77,17 @@ fn append_assigns_offsets_and_reads_back() {
     assert_eq!((b.base_offset, b.last_offset, b.max_timestamp), (3, 5, 30));
     assert_eq!(log.log_end_offset(), 6);
 
-    let all = batches(log.read(0, 1 << 20).unwrap());
+    let all = read_batches(&log, 0, 1 << 20);
     let spans: Vec<(i64, i64)> = all
         .iter()
         .map(|h| (h.base_offset, h.last_offset()))
         .collect();
     assert_eq!(spans, vec![(0, 2), (3, 4), (5, 5)]);
     // An offset inside a batch returns that whole batch.
-    assert_eq!(batches(log.read(4, 1 << 20).unwrap())[0].base_offset, 3);
-    assert_eq!(log.read(6, 100).unwrap(), ReadOutcome::Batches(Vec::new()));
-    assert_eq!(log.read(7, 100).unwrap(), ReadOutcome::OffsetOutOfRange);
-    assert_eq!(log.read(-1, 100).unwrap(), ReadOutcome::OffsetOutOfRange);
+    assert_eq!(read_batches(&log, 4, 1 << 20)[0].base_offset, 3);
+    assert_eq!(read_bytes(&log, 6, 100), Some(Vec::new()));
+    assert_eq!(read_bytes(&log, 7, 100), None);
+    assert_eq!(read_bytes(&log, -1, 100), None);
     assert_eq!(log.max_timestamp(), Some((30, 5)));
     assert!(log.size_bytes() > 0);
 }
@@ -87,7 +101,7 @@ fn every_offset_is_found_through_a_sparse_index() {
     }
     let leo = log.log_end_offset();
     for offset in 0..leo {
-        let first = batches(log.read(offset, 1).unwrap())[0];
+        let first = read_batches(&log, offset, 1)[0];
         assert!(
             first.base_offset <= offset && offset <= first.last_offset(),
             "{offset}"
@@ -117,20 +131,20 @@ fn segments_roll_by_size_and_reads_span_them() {
         assert!(fs::metadata(dir.path().join(name)).unwrap().len() <= 1000);
     }
     // Everything, across segments, in order.
-    let all = batches(log.read(0, usize::MAX).unwrap());
+    let all = read_batches(&log, 0, usize::MAX);
     assert_eq!(all.len(), 30);
     for (i, h) in all.iter().enumerate() {
         assert_eq!(h.base_offset, 3 * i as i64);
     }
     // max_bytes is honoured with whole batches...
     let two = (sizes[0] + sizes[1]) as usize;
-    assert_eq!(batches(log.read(0, two).unwrap()).len(), 2);
-    assert_eq!(batches(log.read(0, two + 10).unwrap()).len(), 2);
+    assert_eq!(read_batches(&log, 0, two).len(), 2);
+    assert_eq!(read_batches(&log, 0, two + 10).len(), 2);
     // ...but at least one batch is returned even if it is larger (KIP-74).
-    assert_eq!(batches(log.read(0, 1).unwrap()).len(), 1);
-    assert_eq!(batches(log.read(0, 0).unwrap()).len(), 1);
+    assert_eq!(read_batches(&log, 0, 1).len(), 1);
+    assert_eq!(read_batches(&log, 0, 0).len(), 1);
     // A read starting near a segment's end continues into the next one.
-    let from_mid = batches(log.read(3 * 10 + 1, usize::MAX).unwrap());
+    let from_mid = read_batches(&log, 3 * 10 + 1, usize::MAX);
     assert_eq!(from_mid.len(), 20);
 }
 
@@ -173,8 +187,8 @@ fn retention_by_time_deletes_whole_expired_segments() {
         log.offset_for_timestamp(5000).unwrap().map(|(o, _)| o),
         Some(20)
     );
-    assert_eq!(log.read(0, 100).unwrap(), ReadOutcome::OffsetOutOfRange);
-    let first = batches(log.read(log.log_start_offset(), 1).unwrap());
+    assert_eq!(read_bytes(&log, 0, 100), None);
+    let first = read_batches(&log, log.log_start_offset(), 1);
     assert!(first[0].max_timestamp >= 5000 || first[0].base_offset < 20);
     assert!(segment_files(dir.path(), "deleted").is_empty());
 
@@ -186,10 +200,7 @@ fn retention_by_time_deletes_whole_expired_segments() {
     assert_eq!(log.log_start_offset(), leo);
     assert_eq!(log.log_end_offset(), leo);
     assert_eq!(log.size_bytes(), 0);
-    assert_eq!(
-        log.read(leo, 100).unwrap(),
-        ReadOutcome::Batches(Vec::new())
-    );
+    assert_eq!(read_bytes(&log, leo, 100), Some(Vec::new()));
     assert_eq!(segment_files(dir.path(), "log").len(), 1);
     // An empty active segment is not rolled again.
     assert_eq!(log.apply_retention(200_000).unwrap().segments_deleted, 0);
@@ -220,7 +231,7 @@ fn retention_by_size_keeps_at_least_the_limit() {
     assert_eq!(log.apply_retention(0).unwrap().segments_deleted, 0);
     let oldest = log.segments[0].size;
     assert!(log.size_bytes() - oldest < 1000);
-    assert!(batches(log.read(log.log_start_offset(), usize::MAX).unwrap()).len() > 1);
+    assert!(read_batches(&log, log.log_start_offset(), usize::MAX).len() > 1);
 }
 
 #[test]
@@ -272,7 +283,7 @@ fn torn_tail_is_truncated_and_the_log_stays_appendable() {
         assert_eq!(log.log_end_offset(), expected_leo, "case {case}");
         let next = append_n(&mut log, 2, 100);
         assert_eq!(next.base_offset, expected_leo);
-        let all = batches(log.read(0, usize::MAX).unwrap());
+        let all = read_batches(&log, 0, usize::MAX);
         assert_eq!(all.last().unwrap().base_offset, expected_leo);
         drop(log);
         let (_, report) = PartitionLog::open(dir.path(), config(1 << 20, 100)).unwrap();
@@ -315,7 +326,7 @@ fn multi_segment_log() -> (tempfile::TempDir, LogConfig, Vec<i64>) {
 
 fn assert_all_offsets_readable(log: &PartitionLog) {
     for offset in 0..log.log_end_offset() {
-        let h = batches(log.read(offset, 1).unwrap())[0];
+        let h = read_batches(log, offset, 1)[0];
         assert!(h.base_offset <= offset && offset <= h.last_offset());
     }
     // Batch i has records at i*10 and i*10+5, offsets 2i and 2i+1.
@@ -396,7 +407,7 @@ fn last_segment_index_garbage_is_rebuilt() {
         matches!(report.actions[..], [RecoveryAction::RebuiltIndex { .. }]),
         "{report}"
     );
-    assert_eq!(batches(log.read(17, 1).unwrap())[0].base_offset, 16);
+    assert_eq!(read_batches(&log, 17, 1)[0].base_offset, 16);
     assert_eq!(
         fs::metadata(dir.path().join("00000000000000000000.index"))
             .unwrap()
@@ -435,7 +446,7 @@ fn failed_write_leaves_the_log_intact() {
     let path = dir.path().join("00000000000000000000.log");
     assert_eq!(fs::metadata(&path).unwrap().len(), size);
     assert_eq!(log.log_end_offset(), 3);
-    assert_eq!(batches(log.read(0, usize::MAX).unwrap()).len(), 1);
+    assert_eq!(read_batches(&log, 0, usize::MAX).len(), 1);
     // The same bytes can be retried and get the same offsets.
     let info = log.append(&mut bytes, 3).unwrap();
     assert_eq!(info.base_offset, 3);
@@ -509,7 +520,7 @@ fn leftovers_and_unknown_files_are_handled() {
     let (mut log, report) = PartitionLog::open(d, cfg.clone()).unwrap();
     assert!(report.is_clean(), "{report}");
     assert_eq!(append_n(&mut log, 1, 5).base_offset, 2);
-    assert_eq!(batches(log.read(0, usize::MAX).unwrap()).len(), 2);
+    assert_eq!(read_batches(&log, 0, usize::MAX).len(), 2);
 }
 
 #[test]
@@ -545,4 +556,84 @@ fn recent_batch_headers_after_roll_come_from_the_previous_segment() {
         vec![0, 2]
     );
     assert_eq!(headers[1].last_offset(), 4);
+}
+
+#[test]
+fn file_ranges_outlive_the_segment_files_retention_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(1024, 100);
+    cfg.retention_ms = Some(1000);
+    let (mut log, _) = PartitionLog::open(dir.path(), cfg).unwrap();
+    for i in 0..40 {
+        append_n(&mut log, 3, i);
+    }
+    let ReadOutcome::Batches(records) = log.read(0, usize::MAX, 0).unwrap() else {
+        panic!("out of range");
+    };
+    assert!(records.chunks().len() > 1, "{records:?}");
+    let expected = read_bytes(&log, 0, usize::MAX).unwrap();
+    // A response is still being sent while retention deletes every segment it reads from.
+    let leo = log.log_end_offset();
+    assert!(log.apply_retention(100_000).unwrap().segments_deleted > 1);
+    assert_eq!(log.log_start_offset(), leo);
+    assert_eq!(records.to_bytes().unwrap().to_vec(), expected);
+}
+
+#[test]
+fn a_file_range_ends_where_the_log_ended_when_it_was_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), config(1 << 20, 4096)).unwrap();
+    append_n(&mut log, 200, 1);
+    let before = read_bytes(&log, 0, usize::MAX).unwrap();
+    let ReadOutcome::Batches(records) = log.read(0, usize::MAX, 0).unwrap() else {
+        panic!("out of range");
+    };
+    // Appends while the response is on its way do not make it longer.
+    append_n(&mut log, 200, 2);
+    assert_eq!(records.to_bytes().unwrap().to_vec(), before);
+    assert_eq!(read_batches(&log, 0, usize::MAX).len(), 2);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever the batch sizes (kcat's tiny one-record batches or batches larger than a
+    /// segment), segment size, index density and limits, a zero-copy read (file ranges found
+    /// from the offset index and batch headers) cuts exactly where the copying read (one
+    /// pread, cut by parsing what it read) does: KIP-74's first batch over the limit, a limit
+    /// inside a segment's last batch, reads spanning segments, offsets out of range.
+    #[test]
+    fn zero_copy_reads_cut_where_copied_reads_do(
+        batches in proptest::collection::vec(
+            proptest::collection::vec(
+                proptest::prop_oneof![4 => 0usize..40, 1 => 0usize..3000],
+                1..4,
+            ),
+            1..200,
+        ),
+        segment_bytes in 1024u64..30_000,
+        index_interval in proptest::sample::select(vec![1u32, 100, 4096, 1 << 20]),
+        reads in proptest::collection::vec((0i64..600, 0usize..40_000), 1..16),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) =
+            PartitionLog::open(dir.path(), config(segment_bytes, index_interval)).unwrap();
+        for (i, sizes) in batches.iter().enumerate() {
+            let records: Vec<(i64, String)> =
+                sizes.iter().map(|&n| (i as i64, "v".repeat(n))).collect();
+            let mut bytes = test_batches::encode(&records, None, Compression::None);
+            log.append(&mut bytes, 0).unwrap();
+        }
+        let leo = log.log_end_offset();
+        for (offset, max_bytes) in reads {
+            let offset = offset % (leo + 2);
+            let Some(read) = read_bytes(&log, offset, max_bytes) else {
+                continue;
+            };
+            // Limits exactly at, just before and just after a batch boundary.
+            for exact in [read.len().saturating_sub(1), read.len(), read.len() + 1] {
+                read_bytes(&log, offset, exact);
+            }
+        }
+    }
 }
