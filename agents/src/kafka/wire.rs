@@ -151,8 +151,9 @@ fn read_pooled_frame(stream: &mut impl Read, pool: Option<&FramePool>) -> std::i
     if let Some(pool) = pool.filter(|_| len >= POOLED_FRAME_BYTES) {
         return pool.read(stream, len);
     }
-    // Grown as bytes arrive (a corrupt length costs no memory up front).
-    let mut frame = Vec::new();
+    // Room for all of it at once (no regrowing copies); `len` is at most MAX_FRAME, and
+    // memory reserved but never written costs nothing.
+    let mut frame = Vec::with_capacity(len);
     let read = stream.take(len as u64).read_to_end(&mut frame)?;
     if read < len {
         return Err(std::io::Error::new(
