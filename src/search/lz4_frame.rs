@@ -104,34 +104,52 @@ fn reset(ctx: &mut Context) {
     unsafe { LZ4F_resetDecompressionContext(ctx.0) };
 }
 
-/// One call into liblz4 with all of `src` and all of `dst`: with the whole frame at hand and
-/// `stable_dst`, it decodes each block in place, with no staging copies.
+/// Calls into liblz4 with all of `src` and all of `dst`: with the whole frame at hand and
+/// `stable_dst`, it decodes each block in place, with no staging copies. It may stop early
+/// (e.g. after a frame header); it is then called again from where it stopped, with the same
+/// `dst`, so output it already wrote stays where it left it.
 fn attempt(ctx: &mut Context, src: &[u8], dst: &mut [u8]) -> std::io::Result<Attempt> {
     let options = LZ4FDecompressOptions {
         stable_dst: 1,
         reserved: [0; 3],
     };
-    let (mut written, mut read) = (dst.len(), src.len());
-    // SAFETY: the pointers and lengths describe `dst` and `src`, which outlive the call;
-    // liblz4 writes at most `written` bytes to `dst` and reads at most `read` from `src`,
-    // and reports how many it did in the same variables.
-    let hint = unsafe {
-        LZ4F_decompress(
-            ctx.0,
-            dst.as_mut_ptr(),
-            &mut written,
-            src.as_ptr(),
-            &mut read,
-            &options,
-        )
-    };
-    match check(hint)? {
-        0 => Ok(Attempt::Done(written)),
-        _ if read < src.len() || written == dst.len() => Ok(Attempt::Full),
-        _ => Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "the frame is cut short",
-        )),
+    let (mut out, mut consumed) = (0, 0);
+    loop {
+        let (rest, input) = (&mut dst[out..], &src[consumed..]);
+        let (mut written, mut read) = (rest.len(), input.len());
+        // SAFETY: the pointers and lengths describe `rest` and `input`, which outlive the
+        // call; liblz4 writes at most `written` bytes and reads at most `read`, and reports
+        // how many it did in the same variables.
+        let hint = unsafe {
+            LZ4F_decompress(
+                ctx.0,
+                rest.as_mut_ptr(),
+                &mut written,
+                input.as_ptr(),
+                &mut read,
+                &options,
+            )
+        };
+        let hint = check(hint)?;
+        (out, consumed) = (out + written, consumed + read);
+        if hint == 0 {
+            return Ok(Attempt::Done(out));
+        }
+        if out == dst.len() {
+            return Ok(Attempt::Full);
+        }
+        if consumed == src.len() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the frame is cut short",
+            ));
+        }
+        if written == 0 && read == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "liblz4 made no progress",
+            ));
+        }
     }
 }
 
@@ -178,6 +196,28 @@ mod tests {
                 let len = decompress(&padded, &mut dst, 1 << 30).expect("padded");
                 assert_eq!(&dst[..len], &data[..]);
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Damaged frames (other producers write to the topic too) are errors or some
+        /// output, never a panic, a hang or more memory than the limit; and the thread's
+        /// context still decodes a good frame afterwards.
+        #[test]
+        fn damaged_frames_never_panic(flips in proptest::collection::vec((0usize..4096, 0u8..255), 1..8), cut in 0usize..4096) {
+            let data = sample(50_000);
+            let mut bytes = frame(&data, lz4::BlockMode::Linked, lz4::ContentChecksum::NoChecksum);
+            for (at, x) in flips {
+                let at = at % bytes.len();
+                bytes[at] ^= x.max(1);
+            }
+            bytes.truncate(bytes.len() - cut % bytes.len());
+            let mut dst = HugeBuffer::new(1).expect("buffer");
+            let _ = decompress(&bytes, &mut dst, 4 << 20);
+            proptest::prop_assert!(dst.len() <= 4 << 20);
+            let good = frame(&data, lz4::BlockMode::Independent, lz4::ContentChecksum::NoChecksum);
+            let len = decompress(&good, &mut dst, 4 << 20).expect("a good frame after a bad one");
+            proptest::prop_assert_eq!(&dst[..len], &data[..]);
         }
     }
 
