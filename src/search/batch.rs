@@ -352,9 +352,7 @@ fn decompress(
         1 => read_all(&mut flate2::read::MultiGzDecoder::new(src), dst)
             .map_err(|e| ("gzip", Some(e))),
         2 => snappy(src, dst).map_err(|e| ("snappy", Some(e))),
-        3 => {
-            lz4_frame::decompress(src, dst, MAX_DECOMPRESSED as usize).map_err(|e| ("lz4", Some(e)))
-        }
+        3 => lz4(src, dst).map_err(|e| ("lz4", Some(e))),
         4 => zstd::stream::read::Decoder::with_buffer(src)
             .and_then(|mut d| read_all(&mut d, dst))
             .map_err(|e| ("zstd", Some(e))),
@@ -389,18 +387,34 @@ impl Scratch {
     }
 }
 
+/// Makes room in `dst` for `len` bytes, keeping its first `keep`; a batch that claims to be
+/// larger than any batch is refused rather than allocated.
+fn grow(dst: &mut HugeBuffer, len: usize, keep: usize) -> std::io::Result<()> {
+    if len as u64 > MAX_DECOMPRESSED {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "larger than any batch",
+        ));
+    }
+    dst.grow(len, keep)
+}
+
+/// An LZ4 frame into `dst` from its start, growing it as needed; the decompressed length.
+fn lz4(src: &[u8], dst: &mut HugeBuffer) -> std::io::Result<usize> {
+    loop {
+        match lz4_frame::decompress(src, dst)? {
+            Some(len) => return Ok(len),
+            None => grow(dst, dst.len() * 2, 0)?,
+        }
+    }
+}
+
 /// Reads `reader` to its end into `dst` from its start, growing it as needed; the length read.
 fn read_all(reader: &mut dyn Read, dst: &mut HugeBuffer) -> std::io::Result<usize> {
     let mut filled = 0;
     loop {
         if filled == dst.len() {
-            if dst.len() as u64 >= MAX_DECOMPRESSED {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "larger than any batch",
-                ));
-            }
-            dst.grow(dst.len() * 2, filled)?;
+            grow(dst, dst.len() * 2, filled)?;
         }
         match reader.read(&mut dst[filled..]) {
             Ok(0) => return Ok(filled),
@@ -420,13 +434,7 @@ fn snappy(src: &[u8], dst: &mut HugeBuffer) -> std::io::Result<usize> {
     let mut filled = 0;
     let mut block = |block: &[u8], dst: &mut HugeBuffer| -> std::io::Result<()> {
         let n = snap::raw::decompress_len(block).map_err(invalid)?;
-        if (filled + n) as u64 > MAX_DECOMPRESSED {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "larger than any batch",
-            ));
-        }
-        dst.grow(filled + n, filled)?;
+        grow(dst, filled + n, filled)?;
         filled += decoder
             .decompress(block, &mut dst[filled..filled + n])
             .map_err(invalid)?;
@@ -558,6 +566,28 @@ pub(crate) mod tests {
         Compression::Lz4,
         Compression::Zstd,
     ];
+
+    /// A batch that decompresses to more than the first buffer (2 MiB) makes it grow, in
+    /// every codec; a size no batch has is refused without allocating it.
+    #[test]
+    fn the_buffer_grows_for_large_batches_and_refuses_absurd_ones() {
+        let specs: Vec<Spec> = (0..3000)
+            .map(|i| {
+                let value = format!("{i:08} {}", "x".repeat(1000)).into_bytes();
+                (i, None, Some(value), vec![])
+            })
+            .collect();
+        for codec in CODECS {
+            let bytes = encode(0, &specs, codec);
+            let decoded = decode_all(&bytes).unwrap();
+            assert_eq!(decoded.len(), specs.len(), "{codec:?}");
+            assert_eq!(decoded[2999].1, specs[2999], "{codec:?}");
+        }
+        let mut dst = HugeBuffer::new(1).unwrap();
+        let refused = grow(&mut dst, MAX_DECOMPRESSED as usize + 1, 0).unwrap_err();
+        assert!(refused.to_string().contains("larger than any batch"));
+        assert_eq!(dst.len(), 2 << 20);
+    }
 
     fn spec() -> impl Strategy<Value = Spec> {
         (

@@ -9,8 +9,6 @@
 use std::cell::RefCell;
 use std::ffi::CStr;
 
-use rill_agent::kafka::huge_pages::HugeBuffer;
-
 use lz4::liblz4::{
     LZ4FDecompressOptions, LZ4FDecompressionContext, LZ4F_createDecompressionContext,
     LZ4F_decompress, LZ4F_freeDecompressionContext, LZ4F_getErrorName, LZ4F_isError,
@@ -64,37 +62,27 @@ enum Attempt {
     Full,
 }
 
-/// Decompresses the LZ4 frame at the start of `src` into the start of `dst`, growing `dst`
-/// (doubling, up to `max` bytes) when it is too small; returns the decompressed length.
-/// Bytes after the frame are ignored, as Kafka's consumers do.
-pub fn decompress(src: &[u8], dst: &mut HugeBuffer, max: usize) -> std::io::Result<usize> {
+/// Decompresses the LZ4 frame at the start of `src` into the start of `dst`: its
+/// decompressed length, or `None` when `dst` is too small for it (the caller grows it, as it
+/// does for every codec, and calls again). Bytes after the frame are ignored, as Kafka's
+/// consumers do.
+pub fn decompress(src: &[u8], dst: &mut [u8]) -> std::io::Result<Option<usize>> {
     CONTEXT.with(|cell| {
         let mut cell = cell.borrow_mut();
         let ctx = match cell.as_mut() {
             Some(ctx) => ctx,
             None => cell.insert(Context::new()?),
         };
-        loop {
-            match attempt(ctx, src, dst) {
-                Ok(Attempt::Done(len)) => return Ok(len),
-                Ok(Attempt::Full) if dst.len() < max => {
-                    // Start over into a larger buffer: with `stable_dst`, liblz4 keeps
-                    // pointers into the output it wrote, which the resize may move.
-                    reset(ctx);
-                    dst.grow((dst.len() * 2).min(max), 0)?;
-                }
-                Ok(Attempt::Full) => {
-                    reset(ctx);
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "larger than any batch",
-                    ));
-                }
-                Err(e) => {
-                    reset(ctx);
-                    return Err(e);
-                }
-            }
+        let attempt = attempt(ctx, src, dst);
+        if !matches!(attempt, Ok(Attempt::Done(_))) {
+            // The frame is left half done (the next call starts over into a larger buffer:
+            // with `stable_dst`, liblz4 keeps pointers into the output it wrote, which the
+            // buffer's move would leave dangling).
+            reset(ctx);
+        }
+        match attempt? {
+            Attempt::Done(len) => Ok(Some(len)),
+            Attempt::Full => Ok(None),
         }
     })
 }
@@ -178,31 +166,33 @@ mod tests {
     }
 
     #[test]
-    fn frames_of_every_block_mode_round_trip_and_the_buffer_grows() {
-        let data = sample(5_000_000);
+    fn frames_of_every_block_mode_round_trip_and_a_small_buffer_is_told() {
+        let data = sample(700_000);
+        let mut dst = vec![0; 1 << 20];
         for mode in [lz4::BlockMode::Linked, lz4::BlockMode::Independent] {
             for checksum in [
                 lz4::ContentChecksum::NoChecksum,
                 lz4::ContentChecksum::ChecksumEnabled,
             ] {
                 let compressed = frame(&data, mode.clone(), checksum.clone());
-                // Start small, so the frame needs the buffer to grow (and start over).
-                let mut dst = HugeBuffer::new(1000).expect("buffer");
-                let len = decompress(&compressed, &mut dst, 1 << 30).expect("decompress");
-                assert_eq!(&dst[..len], &data[..]);
+                // Too small: said so (the caller grows the buffer and calls again).
+                let small = decompress(&compressed, &mut dst[..100_000]).expect("small");
+                assert_eq!(small, None);
+                let len = decompress(&compressed, &mut dst).expect("decompress");
+                assert_eq!(len.map(|l| &dst[..l]), Some(&data[..]));
                 // Trailing bytes after the frame are ignored.
                 let mut padded = compressed.clone();
                 padded.extend_from_slice(b"junk");
-                let len = decompress(&padded, &mut dst, 1 << 30).expect("padded");
-                assert_eq!(&dst[..len], &data[..]);
+                let len = decompress(&padded, &mut dst).expect("padded");
+                assert_eq!(len.map(|l| &dst[..l]), Some(&data[..]));
             }
         }
     }
 
     proptest::proptest! {
         /// Damaged frames (other producers write to the topic too) are errors or some
-        /// output, never a panic, a hang or more memory than the limit; and the thread's
-        /// context still decodes a good frame afterwards.
+        /// output that fits the buffer, never a panic or a hang; and the thread's context
+        /// still decodes a good frame afterwards.
         #[test]
         fn damaged_frames_never_panic(flips in proptest::collection::vec((0usize..4096, 0u8..255), 1..8), cut in 0usize..4096) {
             let data = sample(50_000);
@@ -212,12 +202,13 @@ mod tests {
                 bytes[at] ^= x.max(1);
             }
             bytes.truncate(bytes.len() - cut % bytes.len());
-            let mut dst = HugeBuffer::new(1).expect("buffer");
-            let _ = decompress(&bytes, &mut dst, 4 << 20);
-            proptest::prop_assert!(dst.len() <= 4 << 20);
+            let mut dst = vec![0; 64 << 10];
+            if let Ok(Some(len)) = decompress(&bytes, &mut dst) {
+                proptest::prop_assert!(len <= dst.len());
+            }
             let good = frame(&data, lz4::BlockMode::Independent, lz4::ContentChecksum::NoChecksum);
-            let len = decompress(&good, &mut dst, 4 << 20).expect("a good frame after a bad one");
-            proptest::prop_assert_eq!(&dst[..len], &data[..]);
+            let len = decompress(&good, &mut dst).expect("a good frame after a bad one");
+            proptest::prop_assert_eq!(len.map(|l| &dst[..l]), Some(&data[..]));
         }
     }
 
@@ -229,25 +220,22 @@ mod tests {
             lz4::BlockMode::Linked,
             lz4::ContentChecksum::ChecksumEnabled,
         );
-        let mut dst = HugeBuffer::new(1 << 20).expect("buffer");
-        let cut = decompress(&compressed[..compressed.len() / 2], &mut dst, 1 << 30)
+        let mut dst = vec![0; 1 << 20];
+        let cut = decompress(&compressed[..compressed.len() / 2], &mut dst)
             .expect_err("a truncated frame");
         assert!(cut.to_string().contains("cut short"), "{cut}");
         let mut corrupt = compressed.clone();
         let last = corrupt.len() - 2;
         corrupt[last] ^= 0xff; // inside the content checksum
-        assert!(decompress(&corrupt, &mut dst, 1 << 30).is_err());
-        assert!(decompress(b"not lz4 at all", &mut dst, 1 << 30).is_err());
-        let big = frame(
-            &sample(5_000_000),
-            lz4::BlockMode::Independent,
-            lz4::ContentChecksum::NoChecksum,
+        assert!(decompress(&corrupt, &mut dst).is_err());
+        assert!(decompress(b"not lz4 at all", &mut dst).is_err());
+        // Half done into a buffer too small: the next frame starts afresh.
+        assert_eq!(
+            decompress(&compressed, &mut dst[..1000]).expect("small"),
+            None
         );
-        let mut small = HugeBuffer::new(1000).expect("buffer");
-        let too_big = decompress(&big, &mut small, 2 << 20).expect_err("over max");
-        assert!(too_big.to_string().contains("larger"), "{too_big}");
         // The thread's context is reset after each failure: the next frame decodes.
-        let len = decompress(&compressed, &mut dst, 1 << 30).expect("after errors");
-        assert_eq!(&dst[..len], &data[..]);
+        let len = decompress(&compressed, &mut dst).expect("after errors");
+        assert_eq!(len.map(|l| &dst[..l]), Some(&data[..]));
     }
 }

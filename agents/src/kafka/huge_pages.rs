@@ -120,7 +120,7 @@ impl std::fmt::Debug for HugeBuffer {
 /// Responses smaller than this are read into a plain `Vec`: clearing a whole 2 MiB page for
 /// them costs more than faulting in their few small pages (a search's first, smaller fetch
 /// of each partition is one of them).
-pub const POOLED_FRAME_BYTES: usize = 512 << 10;
+pub(crate) const POOLED_FRAME_BYTES: usize = 512 << 10;
 /// How many free buffers a pool keeps: a reader holds one response being scanned, one
 /// waiting and one arriving.
 const KEPT: usize = 3;
