@@ -121,8 +121,9 @@ impl std::fmt::Debug for HugeBuffer {
 /// them costs more than faulting in their few small pages (a search's first, smaller fetch
 /// of each partition is one of them).
 pub(crate) const POOLED_FRAME_BYTES: usize = 512 << 10;
-/// How many free buffers a pool keeps: a reader holds one response being scanned, one
-/// waiting and one arriving.
+/// How many free buffers a pool keeps: a search's partition reader uses two at a time (one
+/// response being scanned, the next arriving), and a third covers the moment both are held
+/// while the scanner lets go of the older.
 const KEPT: usize = 3;
 
 /// The buffers a connection reads its large responses into. A response hands its buffer

@@ -594,9 +594,8 @@ impl Segment {
 
     /// Reads the whole batch at `position` described by `header`.
     pub fn read_batch(&self, position: u64, header: &BatchHeader) -> Result<Vec<u8>, LogError> {
-        let mut buf = vec![0u8; header.total_size()];
-        self.file
-            .read_exact_at(&mut buf, position)
+        let mut buf = Vec::new();
+        pread_append(&self.file, &mut buf, position, header.total_size())
             .map_err(io_err("read segment", &self.log_path))?;
         Ok(buf)
     }
