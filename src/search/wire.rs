@@ -69,6 +69,15 @@ impl Connection {
         })
     }
 
+    /// One more connection to the same broker, without asking its versions again.
+    pub fn another(&self, timeout: Duration) -> Result<Connection, SearchError> {
+        Ok(Connection {
+            inner: self.inner.another(timeout)?,
+            addr: self.addr.clone(),
+            versions: self.versions,
+        })
+    }
+
     /// The peer's socket address (to recognise a leader we are already connected to).
     pub fn peer(&self) -> Option<SocketAddr> {
         self.inner.peer()

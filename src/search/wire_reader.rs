@@ -32,8 +32,9 @@ const FOLLOW_WAIT: Duration = Duration::from_millis(500);
 /// next fetch always in flight, round trips cost little; what costs is memory touched for
 /// the first time, so the fetches are small enough for the connection to reuse a few
 /// response buffers over and over (4 MiB fetches faulted in every byte a scan read: 6 %
-/// more CPU, 9 % more wall time).
-const FETCH_MAX_BYTES: i32 = 1 << 20;
+/// more CPU, 9 % more wall time). A little under 1 MiB, so that an answer (records and a
+/// few hundred bytes of headers) fits the half huge page a 1 MiB buffer gets.
+const FETCH_MAX_BYTES: i32 = (1 << 20) - (16 << 10);
 /// The first fetch of a partition asks for less, so decoding starts while the broker still
 /// reads the rest: a broker answers a fetch only once it has read all of it.
 const FIRST_FETCH_BYTES: i32 = 256 << 10;
@@ -80,16 +81,43 @@ pub(super) fn start(
     ranges.sort_by_key(|(r, _)| r.partition);
     tracing::debug!(?ranges, "offsets resolved");
 
-    for (index, (range, leader)) in ranges.iter().enumerate() {
+    // Every partition's connection and first Fetch are set up here, before its thread
+    // starts: the broker then reads all partitions while the threads are still being made
+    // (on two cores, a reader's thread could otherwise start its connection milliseconds
+    // late). The connection that looked up a leader's offsets goes on to fetch; the other
+    // partitions of that leader get connections of their own, so the broker serves them in
+    // parallel.
+    let follow = options.follow && options.until_ms.is_none();
+    let topic = TopicName(StrBytes::from_string(options.topic.clone()));
+    for (index, (range, leader)) in ranges.iter().enumerate().rev() {
+        let reads = range.start < range.end || follow;
+        let last_of_leader = !ranges[..index].iter().any(|(_, l)| l == leader);
+        let conn = |spare: &mut HashMap<String, Connection>| match spare.get(leader) {
+            Some(conn) if !last_of_leader => conn.another(timeout),
+            _ => match spare.remove(leader) {
+                Some(conn) => Ok(conn),
+                None => Connection::connect(leader, timeout),
+            },
+        };
+        let fetch = if reads { Some(conn(&mut spare)?) } else { None };
+        let fetcher = Fetcher {
+            topic: topic.clone(),
+            partition: range.partition,
+            range: *range,
+            follow,
+            timeout,
+            stop: shared.stop.clone(),
+        };
+        let fetch = fetch
+            .map(|mut conn| fetcher.begin(&mut conn).map(|()| (fetcher, conn)))
+            .transpose()?;
         let reader = PartitionReader {
             shared: shared.clone(),
             items: items.clone(),
             index,
             range: *range,
-            // The connection that looked up the offsets goes on to fetch.
-            conn: spare.remove(leader),
-            leader: leader.clone(),
-            timeout,
+            follow,
+            fetch,
         };
         shared.spawn(format!("search-p{}", range.partition), move || reader.run())?;
     }
@@ -260,9 +288,10 @@ struct PartitionReader {
     items: SyncSender<(usize, Item)>,
     index: usize,
     range: PartitionRange,
-    conn: Option<Connection>,
-    leader: String,
-    timeout: Duration,
+    follow: bool,
+    /// The partition's fetcher and its connection, the first Fetch already sent; none when
+    /// there is nothing to read.
+    fetch: Option<(Fetcher, Connection)>,
 }
 
 /// What a partition's fetcher hands its scanner, in offset order.
@@ -279,146 +308,177 @@ enum Fetched {
 }
 
 impl PartitionReader {
-    /// Reads the partition on two threads: a fetcher that keeps the next Fetch in flight and
-    /// reads its answer off the socket while this thread decodes and scans the previous
-    /// one. With one thread, the broker's answer waited in a full socket buffer while the
-    /// scan ran, and the scan then waited for the rest of it: a third of a full scan's wall
-    /// time went to that wait.
+    /// Reads the partition on this one thread. Each Fetch is asked for before the answer to
+    /// the previous one is scanned, so the broker sends it into the socket's buffers
+    /// meanwhile and it is there to read when the scan is done. (A fetcher thread of its
+    /// own per partition, handing answers over, cost more than it overlapped: 2.7 ms of a
+    /// full scan's 72 ms CPU and 1.6 ms of its 50 ms wall time, in the thread hand-overs and
+    /// a second response buffer per partition.)
     fn run(self) -> Result<(), SearchError> {
         let PartitionReader {
             shared,
             items,
             index,
             range,
-            conn,
-            leader,
-            timeout,
+            follow,
+            fetch,
         } = self;
-        // A copy per thread: each regex copy has its own match cache (a shared one is a
-        // lock taken on every search).
-        let options = (*shared.options).clone();
-        let follow = options.follow && options.until_ms.is_none();
-        let partition = range.partition;
-        if range.start >= range.end && (items.send((index, Item::CaughtUp)).is_err() || !follow) {
+        let caught_up_now = range.start >= range.end;
+        if caught_up_now && (items.send((index, Item::CaughtUp)).is_err() || !follow) {
             return Ok(());
         }
-        // A hand-over, not a queue: the fetcher holds the next answer until the scanner
-        // takes it, with the Fetch after it already asked for, so that one waits in the
-        // socket's buffers rather than in ours. Two response buffers per partition then
-        // suffice (one scanned, one filled); every further one is 2 MiB of fresh memory the
-        // kernel clears (a queue of one cost three, and 1 ms of a 44 ms full scan).
-        let (fetched_tx, fetched) = std::sync::mpsc::sync_channel(0);
-        let fetcher = Fetcher {
-            topic: TopicName(StrBytes::from_string(options.topic.clone())),
-            partition,
-            range,
-            follow,
-            timeout,
-            stop: shared.stop.clone(),
-            out: fetched_tx,
+        let Some((fetcher, conn)) = fetch else {
+            return Ok(());
         };
-        shared.spawn(format!("search-f{partition}"), move || {
-            let conn = match conn {
-                Some(conn) => conn,
-                None => Connection::connect(&leader, timeout)?,
-            };
-            fetcher.run(conn)
-        })?;
-
-        let scan_end = if follow { i64::MAX } else { range.end };
-        let what = || format!("{}/{partition}", options.topic);
-        let (mut scratch, mut records, mut candidates, mut hits) = (
-            batch::Scratch::default(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        );
-        let mut transactions = Transactions::default();
-        let mut caught_up = false;
-        // While the first fetch is on its way: fault in the decompression buffer and make
-        // this thread's matcher caches, which the first batch otherwise waits for.
-        scratch.prepare().map_err(|cause| SearchError::Batch {
-            partition: what(),
-            cause: batch::BatchError::Buffer(cause),
-        })?;
-        options.matcher.scan_find(b"", 0..0);
-        for fetched in fetched {
-            if shared.stopped() {
-                break;
-            }
-            let (offset, bytes, aborted) = match fetched? {
-                Fetched::CaughtUp => {
-                    caught_up = true;
-                    if items.send((index, Item::CaughtUp)).is_err() || !follow {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Fetched::Records {
-                    offset,
-                    bytes,
-                    aborted,
-                } => (offset, bytes, aborted),
-            };
-            let scanning = std::time::Instant::now();
-            transactions.aborted(aborted.into_iter());
-            for item in batch::batches(&bytes) {
-                let (header, raw) = item.map_err(|cause| SearchError::Batch {
-                    partition: what(),
-                    cause,
-                })?;
-                if header.next_offset() <= offset {
-                    continue;
-                }
-                let skip = transactions.skips(&header);
-                // A batch that does not decode: corrupt (its CRC says so) or not.
-                let failed = |cause| SearchError::Batch {
-                    partition: what(),
-                    cause: batch::check_crc(&header, raw).err().unwrap_or(cause),
-                };
-                let data =
-                    batch::decode(&header, raw, &mut scratch, &mut records).map_err(failed)?;
-                if header.is_control() {
-                    transactions.marker(&header, data, &records);
-                    continue;
-                }
-                if skip {
-                    continue;
-                }
-                let scanned = scan_batch(
-                    &options,
-                    partition,
-                    data,
-                    &records,
-                    offset..scan_end,
-                    &mut candidates,
-                    &mut hits,
-                )
-                .map_err(failed)?;
-                shared.add(&scanned);
-                for hit in hits.drain(..) {
-                    if items.send((index, Item::Hit(Box::new(hit)))).is_err() {
-                        return Ok(());
-                    }
-                }
-            }
-            tracing::debug!(
-                partition,
-                offset,
-                bytes = bytes.len(),
-                scanned_us = scanning.elapsed().as_micros() as u64,
-                "scanned"
-            );
-        }
-        if !caught_up {
-            let _ = items.send((index, Item::CaughtUp));
-        }
+        let mut scanner = Scanner::new(shared, items, index, range, follow)?;
+        fetcher.fetch_all(conn, |fetched| scanner.take(fetched))?;
+        scanner.finish();
         Ok(())
     }
 }
 
-/// A partition's fetcher: Fetch requests from the range's start on, one in flight while the
-/// previous answer goes to the scanner.
+/// Decodes and scans a partition's records as they are fetched.
+struct Scanner {
+    shared: Shared,
+    items: SyncSender<(usize, Item)>,
+    index: usize,
+    partition: i32,
+    /// `topic/partition`, for messages.
+    what: String,
+    follow: bool,
+    scan_end: i64,
+    /// A copy per thread: each regex copy has its own match cache (a shared one is a lock
+    /// taken on every search).
+    options: crate::search::Options,
+    scratch: batch::Scratch,
+    records: Vec<batch::Record>,
+    candidates: Vec<(usize, Option<std::ops::Range<usize>>)>,
+    hits: Vec<crate::search::Hit>,
+    transactions: Transactions,
+    caught_up: bool,
+}
+
+impl Scanner {
+    fn new(
+        shared: Shared,
+        items: SyncSender<(usize, Item)>,
+        index: usize,
+        range: PartitionRange,
+        follow: bool,
+    ) -> Result<Scanner, SearchError> {
+        let options = (*shared.options).clone();
+        let mut scanner = Scanner {
+            shared,
+            items,
+            index,
+            partition: range.partition,
+            what: format!("{}/{}", options.topic, range.partition),
+            follow,
+            scan_end: if follow { i64::MAX } else { range.end },
+            options,
+            scratch: batch::Scratch::default(),
+            records: Vec::new(),
+            candidates: Vec::new(),
+            hits: Vec::new(),
+            transactions: Transactions::default(),
+            caught_up: false,
+        };
+        // While the first fetch is on its way: fault in the decompression buffer and make
+        // this thread's matcher caches, which the first batch otherwise waits for.
+        if let Err(cause) = scanner.scratch.prepare() {
+            return Err(scanner.failed(batch::BatchError::Buffer(cause)));
+        }
+        scanner.options.matcher.scan_find(b"", 0..0);
+        Ok(scanner)
+    }
+
+    fn failed(&self, cause: batch::BatchError) -> SearchError {
+        SearchError::Batch {
+            partition: self.what.clone(),
+            cause,
+        }
+    }
+
+    /// Scans what a fetch brought; `false` when the search is over for this partition.
+    fn take(&mut self, fetched: Fetched) -> Result<bool, SearchError> {
+        if self.shared.stopped() {
+            return Ok(false);
+        }
+        let (offset, bytes, aborted) = match fetched {
+            Fetched::CaughtUp => {
+                self.caught_up = true;
+                let sent = self.items.send((self.index, Item::CaughtUp)).is_ok();
+                return Ok(sent && self.follow);
+            }
+            Fetched::Records {
+                offset,
+                bytes,
+                aborted,
+            } => (offset, bytes, aborted),
+        };
+        let scanning = std::time::Instant::now();
+        self.transactions.aborted(aborted.into_iter());
+        for item in batch::batches(&bytes) {
+            let (header, raw) = item.map_err(|cause| self.failed(cause))?;
+            if header.next_offset() <= offset {
+                continue;
+            }
+            let skip = self.transactions.skips(&header);
+            // A batch that does not decode: corrupt (its CRC says so) or not.
+            let failed = |cause| SearchError::Batch {
+                partition: self.what.clone(),
+                cause: batch::check_crc(&header, raw).err().unwrap_or(cause),
+            };
+            let data = batch::decode(&header, raw, &mut self.scratch, &mut self.records)
+                .map_err(failed)?;
+            if header.is_control() {
+                self.transactions.marker(&header, data, &self.records);
+                continue;
+            }
+            if skip {
+                continue;
+            }
+            let scanned = scan_batch(
+                &self.options,
+                self.partition,
+                data,
+                &self.records,
+                offset..self.scan_end,
+                &mut self.candidates,
+                &mut self.hits,
+            )
+            .map_err(failed)?;
+            self.shared.add(&scanned);
+            for hit in self.hits.drain(..) {
+                if self
+                    .items
+                    .send((self.index, Item::Hit(Box::new(hit))))
+                    .is_err()
+                {
+                    return Ok(false);
+                }
+            }
+        }
+        tracing::debug!(
+            partition = self.partition,
+            offset,
+            bytes = bytes.len(),
+            scanned_us = scanning.elapsed().as_micros() as u64,
+            "scanned"
+        );
+        Ok(true)
+    }
+
+    /// Says the partition is done, if a fetch has not said so.
+    fn finish(self) {
+        if !self.caught_up {
+            let _ = self.items.send((self.index, Item::CaughtUp));
+        }
+    }
+}
+
+/// A partition's fetcher: Fetch requests from the range's start on, the next one in flight
+/// while the previous answer is scanned.
 struct Fetcher {
     topic: TopicName,
     partition: i32,
@@ -427,31 +487,38 @@ struct Fetcher {
     /// The connection's timeout, to which a caught-up fetch's long-poll is added.
     timeout: Duration,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    out: SyncSender<Result<Fetched, SearchError>>,
 }
 
 impl Fetcher {
-    /// Fetches until the end of the range (forever with `follow`), the scanner hangs up or
-    /// the search stops. Its error goes to the scanner.
-    fn run(self, conn: Connection) -> Result<(), SearchError> {
-        if let Err(e) = self.fetch_all(conn) {
-            let _ = self.out.send(Err(e));
-        }
-        Ok(())
+    /// Sends the first Fetch.
+    fn begin(&self, conn: &mut Connection) -> Result<(), SearchError> {
+        conn.set_read_timeout(self.timeout + FOLLOW_WAIT)?;
+        let PartitionRange { start, end, .. } = self.range;
+        let request = if start < end {
+            self.request(start, Duration::ZERO, FIRST_FETCH_BYTES)
+        } else {
+            self.request(start, FOLLOW_WAIT, FETCH_MAX_BYTES)
+        };
+        conn.send(&request, conn.versions.fetch)
     }
 
-    fn fetch_all(&self, mut conn: Connection) -> Result<(), SearchError> {
+    /// Goes on from [`Fetcher::begin`]: fetches until the end of the range (forever with
+    /// `follow`), `deliver` says to stop or the search stops.
+    fn fetch_all(
+        &self,
+        mut conn: Connection,
+        mut deliver: impl FnMut(Fetched) -> Result<bool, SearchError>,
+    ) -> Result<(), SearchError> {
         let PartitionRange {
             partition,
             start,
             end,
         } = self.range;
-        conn.set_read_timeout(self.timeout + FOLLOW_WAIT)?;
         let version = conn.versions.fetch;
         let what = || format!("fetch from {}/{partition}", self.topic.0);
         let mut offset = start;
         let mut caught_up = start >= end;
-        let mut in_flight = false;
+        let mut in_flight = true;
         while !self.stop.load(std::sync::atomic::Ordering::Relaxed) {
             if !in_flight {
                 let wait = if caught_up {
@@ -459,13 +526,7 @@ impl Fetcher {
                 } else {
                     Duration::ZERO
                 };
-                let first = offset == start && !caught_up;
-                let max_bytes = if first {
-                    FIRST_FETCH_BYTES
-                } else {
-                    FETCH_MAX_BYTES
-                };
-                conn.send(&self.request(offset, wait, max_bytes), version)?;
+                conn.send(&self.request(offset, wait, FETCH_MAX_BYTES), version)?;
             }
             let response = conn.receive::<FetchRequest>()?;
             in_flight = false;
@@ -524,14 +585,14 @@ impl Fetcher {
                     bytes,
                     aborted,
                 };
-                if self.out.send(Ok(records)).is_err() {
+                if !deliver(records)? {
                     return Ok(());
                 }
                 offset = next;
             }
             if !caught_up && offset >= end {
                 caught_up = true;
-                if self.out.send(Ok(Fetched::CaughtUp)).is_err() || !self.follow {
+                if !deliver(Fetched::CaughtUp)? || !self.follow {
                     return Ok(());
                 }
             }

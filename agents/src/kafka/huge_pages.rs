@@ -16,64 +16,76 @@ use bytes::Bytes;
 
 /// The huge page size on x86-64 and aarch64 (with 4 KiB base pages).
 const HUGE_PAGE: usize = 2 << 20;
+/// Buffers up to this size get half a huge page: what a buffer costs is the memory the
+/// kernel clears for it, and a search's buffers (1 MiB fetches, ~1 MB batches) would leave
+/// half of every page they had to themselves unused.
+const HALF_PAGE: usize = HUGE_PAGE / 2;
 
-/// A zero-initialised buffer of a whole number of 2 MiB pages, aligned to 2 MiB and
-/// advised to the kernel as huge-page memory. It is never resized in place: [`grow`] moves
-/// it.
+/// A zero-initialised buffer in memory advised to the kernel as huge pages: half a 2 MiB
+/// page (1 MiB, 1 MiB-aligned) when that is enough, else a whole number of 2 MiB pages,
+/// 2 MiB-aligned. It is never resized in place: [`grow`] moves it.
 ///
 /// [`grow`]: HugeBuffer::grow
 pub struct HugeBuffer {
     ptr: NonNull<u8>,
     len: usize,
+    /// The mapping the buffer lies in, which the other half of its page may share.
+    _mapping: Arc<Mapping>,
 }
 
-// SAFETY: the buffer is plain owned memory, like a `Box<[u8]>`.
+// SAFETY: the buffer is plain owned memory, like a `Box<[u8]>`: no other buffer overlaps
+// it (the two halves of a page are disjoint), and the mapping outlives it.
 unsafe impl Send for HugeBuffer {}
 unsafe impl Sync for HugeBuffer {}
 
+/// The second half of the last page split for a small buffer, until one takes it.
+static SPARE_HALF: Mutex<Option<HugeBuffer>> = Mutex::new(None);
+
 impl HugeBuffer {
-    /// A buffer of at least `min_len` bytes (a multiple of 2 MiB).
+    /// A buffer of at least `min_len` bytes: half a huge page up to 1 MiB (the other half
+    /// goes to the next small buffer, on any thread), else a multiple of 2 MiB.
     pub fn new(min_len: usize) -> std::io::Result<HugeBuffer> {
+        if min_len <= HALF_PAGE {
+            let mut spare = SPARE_HALF.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(half) = spare.take() {
+                return Ok(half);
+            }
+            let (first, second) = HugeBuffer::pages(HUGE_PAGE)?.split_in_half();
+            *spare = Some(second);
+            return Ok(first);
+        }
         let len = min_len
-            .max(1)
             .checked_next_multiple_of(HUGE_PAGE)
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
-        // Map one page more than needed and trim it, so that the buffer starts on a 2 MiB
-        // boundary: only whole aligned 2 MiB ranges can be huge pages.
-        let mapped = len + HUGE_PAGE;
-        // SAFETY: an anonymous private mapping at an address of the kernel's choosing
-        // touches no existing memory.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                mapped,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let head = (base as usize).next_multiple_of(HUGE_PAGE) - base as usize;
-        let tail = mapped - head - len;
-        // SAFETY: both ranges lie inside the mapping just made, outside the buffer; the
-        // advice only asks for huge pages there (failure leaves small pages, which work).
-        unsafe {
-            let start = base.cast::<u8>().add(head);
-            if head > 0 {
-                libc::munmap(base, head);
-            }
-            if tail > 0 {
-                libc::munmap(start.add(len).cast(), tail);
-            }
-            libc::madvise(start.cast(), len, libc::MADV_HUGEPAGE);
-            Ok(HugeBuffer {
-                ptr: NonNull::new_unchecked(start),
-                len,
-            })
-        }
+        HugeBuffer::pages(len)
+    }
+
+    /// A new mapping of `len` bytes (a multiple of 2 MiB), as one buffer.
+    fn pages(len: usize) -> std::io::Result<HugeBuffer> {
+        let mapping = Arc::new(Mapping::new(len)?);
+        Ok(HugeBuffer {
+            ptr: mapping.ptr,
+            len,
+            _mapping: mapping,
+        })
+    }
+
+    fn split_in_half(self) -> (HugeBuffer, HugeBuffer) {
+        let half = self.len / 2;
+        // SAFETY: `half` is inside the buffer; the two halves are disjoint.
+        let second = unsafe { NonNull::new_unchecked(self.ptr.as_ptr().add(half)) };
+        (
+            HugeBuffer {
+                ptr: self.ptr,
+                len: half,
+                _mapping: self._mapping.clone(),
+            },
+            HugeBuffer {
+                ptr: second,
+                len: half,
+                _mapping: self._mapping,
+            },
+        )
     }
 
     /// Makes room for at least `min_len` bytes, keeping the first `keep` bytes.
@@ -104,9 +116,62 @@ impl DerefMut for HugeBuffer {
     }
 }
 
-impl Drop for HugeBuffer {
+/// An anonymous mapping, 2 MiB-aligned, advised as huge pages; unmapped when dropped.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is only unmapped by its drop; the buffers in it hold it alive.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    fn new(len: usize) -> std::io::Result<Mapping> {
+        // Map one page more than needed and trim it, so that the buffer starts on a 2 MiB
+        // boundary: only whole aligned 2 MiB ranges can be huge pages.
+        let mapped = len
+            .checked_add(HUGE_PAGE)
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
+        // SAFETY: an anonymous private mapping at an address of the kernel's choosing
+        // touches no existing memory.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapped,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let head = (base as usize).next_multiple_of(HUGE_PAGE) - base as usize;
+        let tail = mapped - head - len;
+        // SAFETY: both ranges lie inside the mapping just made, outside the buffer; the
+        // advice only asks for huge pages there (failure leaves small pages, which work).
+        unsafe {
+            let start = base.cast::<u8>().add(head);
+            if head > 0 {
+                libc::munmap(base, head);
+            }
+            if tail > 0 {
+                libc::munmap(start.add(len).cast(), tail);
+            }
+            libc::madvise(start.cast(), len, libc::MADV_HUGEPAGE);
+            Ok(Mapping {
+                ptr: NonNull::new_unchecked(start),
+                len,
+            })
+        }
+    }
+}
+
+impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: the buffer's own mapping, unmapped once.
+        // SAFETY: the mapping's own memory, unmapped once, when no buffer is left in it.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
@@ -117,7 +182,7 @@ impl std::fmt::Debug for HugeBuffer {
     }
 }
 
-/// Responses smaller than this are read into a plain `Vec`: clearing a whole 2 MiB page for
+/// Responses smaller than this are read into a plain `Vec`: clearing half a huge page for
 /// them costs more than faulting in their few small pages (a search's first, smaller fetch
 /// of each partition is one of them).
 pub(crate) const POOLED_FRAME_BYTES: usize = 512 << 10;
@@ -200,6 +265,27 @@ mod tests {
         b.grow(5 << 20, 5).expect("grow");
         assert!(b.len() >= 5 << 20);
         assert_eq!(&b[..5], b"hello");
+    }
+
+    #[test]
+    fn small_buffers_share_a_page_in_disjoint_halves() {
+        let mut a = HugeBuffer::new(1000).expect("map");
+        let mut b = HugeBuffer::new(HALF_PAGE).expect("map");
+        assert_eq!((a.len(), b.len()), (HALF_PAGE, HALF_PAGE));
+        assert_eq!(a.as_ptr() as usize % HALF_PAGE, 0);
+        assert_eq!(b.as_ptr() as usize % HALF_PAGE, 0);
+        let (lo, hi) = (a.as_ptr() as usize, b.as_ptr() as usize);
+        assert!(lo + HALF_PAGE <= hi || hi + HALF_PAGE <= lo, "disjoint");
+        a.fill(1);
+        assert!(
+            b.iter().all(|&x| x == 0),
+            "writing one half leaves the other"
+        );
+        b.fill(2);
+        drop(a);
+        assert!(b.iter().all(|&x| x == 2), "the page outlives one half");
+        let c = HugeBuffer::new(HALF_PAGE + 1).expect("map");
+        assert_eq!(c.len(), HUGE_PAGE, "more than a half gets whole pages");
     }
 
     #[test]

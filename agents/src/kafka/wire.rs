@@ -232,6 +232,23 @@ impl Connection {
         Ok(conn)
     }
 
+    /// One more connection to the same broker, with the versions already negotiated: they
+    /// are the broker's, so asking again would only cost a round trip.
+    pub fn another(&self, timeout: Duration) -> Result<Connection, WireError> {
+        let stream = connect_tcp(&self.addr, timeout).map_err(|cause| WireError::Io {
+            what: format!("cannot connect to the Kafka broker at {}", self.addr),
+            cause,
+        })?;
+        Ok(Connection {
+            stream,
+            addr: self.addr.clone(),
+            versions: self.versions.clone(),
+            framer: Framer::new(self.framer.client_id),
+            in_flight: VecDeque::new(),
+            frames: FramePool::default(),
+        })
+    }
+
     /// The negotiated version of the `i`-th API of the `spoken` list given to `connect`.
     pub fn version(&self, i: usize) -> i16 {
         self.versions.get(i).copied().unwrap_or(0)
