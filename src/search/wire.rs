@@ -27,6 +27,13 @@ const SPOKEN: [(ApiKey, i16, i16); 3] = [
     (ApiKey::Fetch, 4, 12),
 ];
 
+/// The socket receive buffer a search asks for: room for a whole Fetch answer (just under
+/// 1 MiB) and most of the next, so the broker sends the next answer while the previous one
+/// is scanned instead of waiting for the scan to make room. Linux starts a connection with
+/// 128 KiB and grows it only as data flows: a short search (`--since` over the newest 10 %)
+/// ended before it had grown, and waited on the broker for most of its second answer.
+const RECEIVE_BUFFER: usize = 2 << 20;
+
 /// The versions negotiated with one broker.
 #[derive(Debug, Clone, Copy)]
 pub struct Versions {
@@ -66,7 +73,8 @@ impl Connection {
                 fetch: inner.version(2),
             },
             inner,
-        })
+        }
+        .with_receive_buffer())
     }
 
     /// One more connection to the same broker, without asking its versions again.
@@ -75,7 +83,28 @@ impl Connection {
             inner: self.inner.another(timeout)?,
             addr: self.addr.clone(),
             versions: self.versions,
-        })
+        }
+        .with_receive_buffer())
+    }
+
+    /// Asks for a [`RECEIVE_BUFFER`] when the system allows one that large: a fixed size
+    /// turns the kernel's growing of the buffer off, so a smaller one (the kernel caps it at
+    /// `net.core.rmem_max`, 208 KiB by default) would cost long scans more than it saves.
+    fn with_receive_buffer(self) -> Connection {
+        static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let allowed = ALLOWED.get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+                .ok()
+                .and_then(|max| max.trim().parse::<usize>().ok())
+                .is_some_and(|max| max >= RECEIVE_BUFFER)
+        });
+        if *allowed {
+            let socket = socket2::SockRef::from(self.inner.stream());
+            if let Err(e) = socket.set_recv_buffer_size(RECEIVE_BUFFER) {
+                tracing::debug!(error = %e, "cannot enlarge the socket receive buffer");
+            }
+        }
+        self
     }
 
     /// The peer's socket address (to recognise a leader we are already connected to).

@@ -186,10 +186,10 @@ impl std::fmt::Debug for HugeBuffer {
 /// them costs more than faulting in their few small pages (a search's first, smaller fetch
 /// of each partition is one of them).
 pub(crate) const POOLED_FRAME_BYTES: usize = 512 << 10;
-/// How many free buffers a pool keeps: a search's partition reader uses two at a time (one
-/// response being scanned, the next arriving), and a third covers the moment both are held
-/// while the scanner lets go of the older.
-const KEPT: usize = 3;
+/// How many free buffers a pool keeps: a search's partition reader uses one at a time (the
+/// answer being scanned, while the next waits in the socket), and a second serves a caller
+/// that keeps an answer while it reads the next.
+const KEPT: usize = 2;
 
 /// The buffers a connection reads its large responses into. A response hands its buffer
 /// back to the pool when the last slice of it is dropped, on whatever thread that is, so a
