@@ -81,24 +81,31 @@ pub(super) fn start(
     tracing::debug!(?ranges, "offsets resolved");
 
     // Every partition's connection and first Fetch are set up here, before its thread
-    // starts: the broker then reads all partitions while the threads are still being made
-    // (on two cores, a reader's thread could otherwise start its connection milliseconds
-    // late). The connection that looked up a leader's offsets goes on to fetch; the other
-    // partitions of that leader get connections of their own, so the broker serves them in
-    // parallel.
+    // starts: the broker then reads all partitions while the threads are still being made.
+    // The longest ranges go first, as they end last: the connection that looked up a
+    // leader's offsets, already open, fetches that leader's longest range, and its other
+    // partitions get connections of their own, so the broker serves them in parallel. (The
+    // looked-up connection going last made the broker answer a longest range last: a
+    // `--since` search then ended on one partition's scan, with one core idle.)
     let follow = options.follow && options.until_ms.is_none();
     let topic = TopicName(StrBytes::from_string(options.topic.clone()));
-    for (index, (range, leader)) in ranges.iter().enumerate().rev() {
-        let reads = range.start < range.end || follow;
-        let last_of_leader = !ranges[..index].iter().any(|(_, l)| l == leader);
-        let conn = |spare: &mut HashMap<String, Connection>| match spare.get(leader) {
-            Some(conn) if !last_of_leader => conn.another(timeout),
-            _ => match spare.remove(leader) {
-                Some(conn) => Ok(conn),
-                None => Connection::connect(leader, timeout),
-            },
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(ranges[i].0.end - ranges[i].0.start));
+    let mut fetches: Vec<Option<(Fetcher, Connection)>> = ranges.iter().map(|_| None).collect();
+    let mut first_of_leader: HashMap<&str, usize> = HashMap::new();
+    for &index in &order {
+        let (range, leader) = &ranges[index];
+        if range.start >= range.end && !follow {
+            continue;
+        }
+        let sibling = first_of_leader
+            .get(leader.as_str())
+            .and_then(|&i| fetches[i].as_ref());
+        let mut conn = match (spare.remove(leader.as_str()), sibling) {
+            (Some(conn), _) => conn,
+            (None, Some((_, sibling))) => sibling.another(timeout)?,
+            (None, None) => Connection::connect(leader, timeout)?,
         };
-        let fetch = if reads { Some(conn(&mut spare)?) } else { None };
         let fetcher = Fetcher {
             topic: topic.clone(),
             partition: range.partition,
@@ -107,16 +114,19 @@ pub(super) fn start(
             timeout,
             stop: shared.stop.clone(),
         };
-        let fetch = fetch
-            .map(|mut conn| fetcher.begin(&mut conn).map(|()| (fetcher, conn)))
-            .transpose()?;
+        fetcher.begin(&mut conn)?;
+        first_of_leader.entry(leader.as_str()).or_insert(index);
+        fetches[index] = Some((fetcher, conn));
+    }
+    for index in order {
+        let range = ranges[index].0;
         let reader = PartitionReader {
             shared: shared.clone(),
             items: items.clone(),
             index,
-            range: *range,
+            range,
             follow,
-            fetch,
+            fetch: fetches[index].take(),
         };
         shared.spawn(format!("search-p{}", range.partition), move || reader.run())?;
     }
