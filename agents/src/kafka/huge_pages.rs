@@ -183,8 +183,8 @@ impl std::fmt::Debug for HugeBuffer {
 }
 
 /// Responses smaller than this are read into a plain `Vec`: clearing half a huge page for
-/// them costs more than faulting in their few small pages (a search's first, smaller fetch
-/// of each partition is one of them).
+/// them costs more than faulting in their few small pages (a partition's last, partial
+/// answer often is one of them).
 pub(crate) const POOLED_FRAME_BYTES: usize = 512 << 10;
 /// How many free buffers a pool keeps: a search's partition reader uses one at a time (the
 /// answer being scanned, while the next waits in the socket), and a second serves a caller
