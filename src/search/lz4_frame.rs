@@ -54,14 +54,6 @@ thread_local! {
     static CONTEXT: RefCell<Option<Context>> = const { RefCell::new(None) };
 }
 
-/// What one attempt at a frame came to.
-enum Attempt {
-    /// The frame ended: its decompressed length.
-    Done(usize),
-    /// `dst` filled up first.
-    Full,
-}
-
 /// Decompresses the LZ4 frame at the start of `src` into the start of `dst`: its
 /// decompressed length, or `None` when `dst` is too small for it (the caller grows it, as it
 /// does for every codec, and calls again). Bytes after the frame are ignored, as Kafka's
@@ -74,16 +66,13 @@ pub fn decompress(src: &[u8], dst: &mut [u8]) -> std::io::Result<Option<usize>> 
             None => cell.insert(Context::new()?),
         };
         let attempt = attempt(ctx, src, dst);
-        if !matches!(attempt, Ok(Attempt::Done(_))) {
+        if !matches!(attempt, Ok(Some(_))) {
             // The frame is left half done (the next call starts over into a larger buffer:
             // with `stable_dst`, liblz4 keeps pointers into the output it wrote, which the
             // buffer's move would leave dangling).
             reset(ctx);
         }
-        match attempt? {
-            Attempt::Done(len) => Ok(Some(len)),
-            Attempt::Full => Ok(None),
-        }
+        attempt
     })
 }
 
@@ -95,8 +84,9 @@ fn reset(ctx: &mut Context) {
 /// Calls into liblz4 with all of `src` and all of `dst`: with the whole frame at hand and
 /// `stable_dst`, it decodes each block in place, with no staging copies. It may stop early
 /// (e.g. after a frame header); it is then called again from where it stopped, with the same
-/// `dst`, so output it already wrote stays where it left it.
-fn attempt(ctx: &mut Context, src: &[u8], dst: &mut [u8]) -> std::io::Result<Attempt> {
+/// `dst`, so output it already wrote stays where it left it. The frame's length, or `None`
+/// when `dst` fills up first.
+fn attempt(ctx: &mut Context, src: &[u8], dst: &mut [u8]) -> std::io::Result<Option<usize>> {
     let options = LZ4FDecompressOptions {
         stable_dst: 1,
         reserved: [0; 3],
@@ -121,10 +111,10 @@ fn attempt(ctx: &mut Context, src: &[u8], dst: &mut [u8]) -> std::io::Result<Att
         let hint = check(hint)?;
         (out, consumed) = (out + written, consumed + read);
         if hint == 0 {
-            return Ok(Attempt::Done(out));
+            return Ok(Some(out));
         }
         if out == dst.len() {
-            return Ok(Attempt::Full);
+            return Ok(None);
         }
         if consumed == src.len() {
             return Err(std::io::Error::new(
@@ -191,8 +181,8 @@ mod tests {
 
     proptest::proptest! {
         /// Damaged frames (other producers write to the topic too) are errors or some
-        /// output that fits the buffer, never a panic or a hang; and the thread's context
-        /// still decodes a good frame afterwards.
+        /// output, never a panic or a hang; and the thread's context still decodes a good
+        /// frame afterwards.
         #[test]
         fn damaged_frames_never_panic(flips in proptest::collection::vec((0usize..4096, 0u8..255), 1..8), cut in 0usize..4096) {
             let data = sample(50_000);
@@ -203,9 +193,9 @@ mod tests {
             }
             bytes.truncate(bytes.len() - cut % bytes.len());
             let mut dst = vec![0; 64 << 10];
-            if let Ok(Some(len)) = decompress(&bytes, &mut dst) {
-                proptest::prop_assert!(len <= dst.len());
-            }
+            // Any answer will do (a flip inside a literal run decodes to other bytes); what
+            // is tested is that there is one, and that the context goes on working.
+            let _ = decompress(&bytes, &mut dst);
             let good = frame(&data, lz4::BlockMode::Independent, lz4::ContentChecksum::NoChecksum);
             let len = decompress(&good, &mut dst).expect("a good frame after a bad one");
             proptest::prop_assert_eq!(len.map(|l| &dst[..l]), Some(&data[..]));

@@ -54,6 +54,14 @@ pub struct Options {
     pub follow: bool,
 }
 
+impl Options {
+    /// Whether the search goes on with records that arrive after it started (`--follow`
+    /// without an `--until`).
+    pub fn follows(&self) -> bool {
+        self.follow && self.until_ms.is_none()
+    }
+}
+
 /// One matching record.
 #[derive(Debug, Clone)]
 pub struct Hit {

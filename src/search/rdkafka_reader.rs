@@ -162,7 +162,7 @@ struct PartitionReader {
 impl PartitionReader {
     fn run(self) -> Result<(), SearchError> {
         let options = &self.shared.options;
-        let follow = options.follow && options.until_ms.is_none();
+        let follow = options.follows();
         let PartitionRange {
             partition,
             start,

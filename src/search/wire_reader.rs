@@ -87,7 +87,7 @@ pub(super) fn start(
     // partitions get connections of their own, so the broker serves them in parallel. (The
     // looked-up connection going last made the broker answer a longest range last: a
     // `--since` search then ended on one partition's scan, with one core idle.)
-    let follow = options.follow && options.until_ms.is_none();
+    let follow = options.follows();
     let topic = TopicName(StrBytes::from_string(options.topic.clone()));
     let mut order: Vec<usize> = (0..ranges.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(ranges[i].0.end - ranges[i].0.start));
@@ -125,7 +125,6 @@ pub(super) fn start(
             items: items.clone(),
             index,
             range,
-            follow,
             fetch: fetches[index].take(),
         };
         shared.spawn(format!("search-p{}", range.partition), move || reader.run())?;
@@ -297,7 +296,6 @@ struct PartitionReader {
     items: SyncSender<(usize, Item)>,
     index: usize,
     range: PartitionRange,
-    follow: bool,
     /// The partition's fetcher and its connection, the first Fetch already sent; none when
     /// there is nothing to read.
     fetch: Option<(Fetcher, Connection)>,
@@ -329,17 +327,18 @@ impl PartitionReader {
             items,
             index,
             range,
-            follow,
             fetch,
         } = self;
-        let caught_up_now = range.start >= range.end;
-        if caught_up_now && (items.send((index, Item::CaughtUp)).is_err() || !follow) {
-            return Ok(());
-        }
         let Some((fetcher, conn)) = fetch else {
+            // Nothing to read, and not following.
+            let _ = items.send((index, Item::CaughtUp));
             return Ok(());
         };
-        let mut scanner = Scanner::new(shared, items, index, range, follow)?;
+        let mut scanner = Scanner::new(shared, items, index, range)?;
+        // Following from the end: caught up before the first fetch.
+        if range.start >= range.end && !scanner.take(Fetched::CaughtUp)? {
+            return Ok(());
+        }
         fetcher.fetch_all(conn, |fetched| scanner.take(fetched))?;
         scanner.finish();
         Ok(())
@@ -373,9 +372,9 @@ impl Scanner {
         items: SyncSender<(usize, Item)>,
         index: usize,
         range: PartitionRange,
-        follow: bool,
     ) -> Result<Scanner, SearchError> {
         let options = (*shared.options).clone();
+        let follow = options.follows();
         let mut scanner = Scanner {
             shared,
             items,

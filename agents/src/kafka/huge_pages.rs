@@ -3,9 +3,9 @@
 //!
 //! Why: a search reads tens of megabytes of Fetch responses and decompresses them into more
 //! buffers. Memory the process touches for the first time costs a page fault per 4 KiB
-//! page; on this kind of VM a 12 MiB buffer took 4 ms to fault in with 4 KiB pages and
-//! 0.5 ms in 2 MiB huge pages (`MADV_HUGEPAGE`), and freeing it costs the same ratio. Where
-//! the kernel has no huge page to give, the buffer simply has small pages.
+//! page; on this kind of VM a 12 MiB buffer took 4–16 ms to fault in with 4 KiB pages and
+//! 0.5–2 ms in 2 MiB huge pages (`MADV_HUGEPAGE`; a throw-away C program, several runs on
+//! two days). Where the kernel has no huge page to give, the buffer simply has small pages.
 
 use std::io::Read;
 use std::ops::{Deref, DerefMut};
@@ -38,21 +38,35 @@ pub struct HugeBuffer {
 unsafe impl Send for HugeBuffer {}
 unsafe impl Sync for HugeBuffer {}
 
-/// The second half of the last page split for a small buffer, until one takes it.
-static SPARE_HALF: Mutex<Option<HugeBuffer>> = Mutex::new(None);
+/// Where small buffers come from: pages split in two, the second half kept until the next
+/// small buffer takes it.
+struct HalfPages(Mutex<Option<HugeBuffer>>);
+
+impl HalfPages {
+    const fn new() -> HalfPages {
+        HalfPages(Mutex::new(None))
+    }
+
+    fn take(&self) -> std::io::Result<HugeBuffer> {
+        let mut spare = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(half) = spare.take() {
+            return Ok(half);
+        }
+        let (first, second) = HugeBuffer::pages(HUGE_PAGE)?.split_in_half();
+        *spare = Some(second);
+        Ok(first)
+    }
+}
+
+/// The process's half pages: the two halves of a page may go to buffers on any threads.
+static HALF_PAGES: HalfPages = HalfPages::new();
 
 impl HugeBuffer {
     /// A buffer of at least `min_len` bytes: half a huge page up to 1 MiB (the other half
     /// goes to the next small buffer, on any thread), else a multiple of 2 MiB.
     pub fn new(min_len: usize) -> std::io::Result<HugeBuffer> {
         if min_len <= HALF_PAGE {
-            let mut spare = SPARE_HALF.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(half) = spare.take() {
-                return Ok(half);
-            }
-            let (first, second) = HugeBuffer::pages(HUGE_PAGE)?.split_in_half();
-            *spare = Some(second);
-            return Ok(first);
+            return HALF_PAGES.take();
         }
         let len = min_len
             .checked_next_multiple_of(HUGE_PAGE)
@@ -269,13 +283,20 @@ mod tests {
 
     #[test]
     fn small_buffers_share_a_page_in_disjoint_halves() {
-        let mut a = HugeBuffer::new(1000).expect("map");
-        let mut b = HugeBuffer::new(HALF_PAGE).expect("map");
+        // Its own half pages: other tests take the process's at the same time.
+        let pages = HalfPages::new();
+        let mut a = pages.take().expect("map");
+        let mut b = pages.take().expect("map");
         assert_eq!((a.len(), b.len()), (HALF_PAGE, HALF_PAGE));
-        assert_eq!(a.as_ptr() as usize % HALF_PAGE, 0);
-        assert_eq!(b.as_ptr() as usize % HALF_PAGE, 0);
         let (lo, hi) = (a.as_ptr() as usize, b.as_ptr() as usize);
-        assert!(lo + HALF_PAGE <= hi || hi + HALF_PAGE <= lo, "disjoint");
+        assert_eq!(lo % HUGE_PAGE, 0, "the first half starts a huge page");
+        assert_eq!(hi, lo + HALF_PAGE, "the second half is the rest of it");
+        assert_ne!(
+            pages.take().expect("map").as_ptr() as usize / HUGE_PAGE,
+            lo / HUGE_PAGE,
+            "a third buffer gets a new page"
+        );
+        assert_eq!(HugeBuffer::new(1000).expect("map").len(), HALF_PAGE);
         a.fill(1);
         assert!(
             b.iter().all(|&x| x == 0),

@@ -216,18 +216,7 @@ impl Connection {
         client_id: &'static str,
         spoken: &Spoken,
     ) -> Result<Connection, WireError> {
-        let stream = connect_tcp(addr, timeout).map_err(|cause| WireError::Io {
-            what: format!("cannot connect to the Kafka broker at {addr}"),
-            cause,
-        })?;
-        let mut conn = Connection {
-            stream,
-            addr: addr.to_string(),
-            versions: Vec::new(),
-            framer: Framer::new(client_id),
-            in_flight: VecDeque::new(),
-            frames: FramePool::default(),
-        };
+        let mut conn = Connection::open(addr, timeout, client_id, Vec::new())?;
         conn.versions = conn.negotiate(client_id, spoken)?;
         Ok(conn)
     }
@@ -235,15 +224,30 @@ impl Connection {
     /// One more connection to the same broker, with the versions already negotiated: they
     /// are the broker's, so asking again would only cost a round trip.
     pub fn another(&self, timeout: Duration) -> Result<Connection, WireError> {
-        let stream = connect_tcp(&self.addr, timeout).map_err(|cause| WireError::Io {
-            what: format!("cannot connect to the Kafka broker at {}", self.addr),
+        Connection::open(
+            &self.addr,
+            timeout,
+            self.framer.client_id,
+            self.versions.clone(),
+        )
+    }
+
+    /// A TCP connection to `addr` that speaks `versions`.
+    fn open(
+        addr: &str,
+        timeout: Duration,
+        client_id: &'static str,
+        versions: Vec<i16>,
+    ) -> Result<Connection, WireError> {
+        let stream = connect_tcp(addr, timeout).map_err(|cause| WireError::Io {
+            what: format!("cannot connect to the Kafka broker at {addr}"),
             cause,
         })?;
         Ok(Connection {
             stream,
-            addr: self.addr.clone(),
-            versions: self.versions.clone(),
-            framer: Framer::new(self.framer.client_id),
+            addr: addr.to_string(),
+            versions,
+            framer: Framer::new(client_id),
             in_flight: VecDeque::new(),
             frames: FramePool::default(),
         })
