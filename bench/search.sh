@@ -2,6 +2,7 @@
 # The `rill search` benchmark (issue 6): one command, run from anywhere in the repo.
 #
 #   bench/search.sh [--records N] [--runs N] [--regex RE] [--codec C] [--no-build] [--keep]
+#                   [--against OTHER_RILL]
 #
 # It builds a release rill, starts a release broker on a free loopback port, creates topic
 # `logs` (3 partitions) and produces RECORDS contract-shaped records (about 117 B each, so
@@ -16,6 +17,10 @@
 #   rill search REGEX --count with the librdkafka reader (the TLS/SASL path), for reference
 # and prints the medians of wall and CPU time, the counts (which must agree) and the ratios
 # against the targets (within 1.5x of grep; with --since, within 0.3x of grep).
+# --against OTHER_RILL also runs another rill binary's search (the full scan and --since)
+# in the same rounds, against the same broker and data, and prints how this rill compares:
+# an A/B of two builds (a change's before and after) that the host's drift cannot skew,
+# as every round runs both. Use many runs (RUNS=30) for steps of a few percent.
 #
 # Environment: RECORDS, RUNS, REGEX, CODEC (none|gzip|snappy|lz4|zstd); BENCH_TMPDIR picks
 # where the data goes.
@@ -31,6 +36,7 @@ REGEX=${REGEX:-'time(d )?out|refused'}
 CODEC=${CODEC:-lz4}
 BUILD=1
 KEEP=0
+AGAINST=""
 
 
 while [ $# -gt 0 ]; do
@@ -41,6 +47,7 @@ while [ $# -gt 0 ]; do
         --codec) CODEC=${2:?--codec needs a value}; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --keep) KEEP=1; shift ;;
+        --against) AGAINST=${2:?--against needs a rill binary}; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -74,6 +81,7 @@ if [ "$BUILD" = 1 ]; then
     cargo build --release -p rill
 fi
 [ -x "$RILL" ] || die "$RILL is missing (build it, or drop --no-build)"
+[ -z "$AGAINST" ] || [ -x "$AGAINST" ] || die "--against $AGAINST is not an executable"
 
 # --- broker -------------------------------------------------------------------------------
 start_rill_broker "$WORK/data"
@@ -157,6 +165,7 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 column_median() { cut -d' ' -f"$1" "$2" | median; }
 
 : >"$WORK/grep.txt" ; : >"$WORK/rill.txt" ; : >"$WORK/since.txt" ; : >"$WORK/rdkafka.txt"
+: >"$WORK/other.txt" ; : >"$WORK/other-since.txt"
 for run in $(seq "$RUNS"); do
     log "run $run/$RUNS"
     measure grep -cE "$REGEX" "$WORK/lines.txt" >>"$WORK/grep.txt"
@@ -165,6 +174,11 @@ for run in $(seq "$RUNS"); do
     # The reader used for TLS/SASL connections, for reference.
     RILL_SEARCH_READER=librdkafka measure "$RILL" search "$REGEX" --count --brokers "$BROKERS" \
         >>"$WORK/rdkafka.txt"
+    if [ -n "$AGAINST" ]; then
+        measure "$AGAINST" search "$REGEX" --count --brokers "$BROKERS" >>"$WORK/other.txt"
+        measure "$AGAINST" search "$REGEX" --count --since "$SINCE" --brokers "$BROKERS" \
+            >>"$WORK/other-since.txt"
+    fi
 done
 GREP_COUNT=$(awk 'NR == 1 { print $4 }' "$WORK/grep.txt")
 RILL_COUNT=$(awk 'NR == 1 { print $4 }' "$WORK/rill.txt")
@@ -203,3 +217,26 @@ EOT
 [ "$RILL_COUNT" = "$GREP_COUNT" ] || die "rill search counted $RILL_COUNT, grep $GREP_COUNT"
 [ "$RDKAFKA_COUNT" = "$GREP_COUNT" ] || die "rill search (librdkafka) counted $RDKAFKA_COUNT, grep $GREP_COUNT"
 [ "$SINCE_COUNT" = "$SINCE_EXPECT" ] || die "rill search --since counted $SINCE_COUNT, grep over the newest $NEW lines $SINCE_EXPECT"
+if [ -n "$AGAINST" ]; then
+    # Both columns' medians, and this rill's time as a share of the other's.
+    ab() { # LABEL THIS_FILE OTHER_FILE
+        local w1 c1 w2 c2
+        w1=$(column_median 1 "$2"); c1=$(column_median 2 "$2")
+        w2=$(column_median 1 "$3"); c2=$(column_median 2 "$3")
+        printf '| %s | %s / %s | %sx | %s / %s | %sx |\n' "$1" "$w1" "$w2" "$(ratio "$w1" "$w2")" \
+            "$c1" "$c2" "$(ratio "$c1" "$c2")"
+    }
+    cat <<EOT
+
+Against \`$AGAINST\` (same rounds, broker and data; medians of $RUNS):
+
+| measurement | wall s, this / other | wall ratio | CPU s, this / other | CPU ratio |
+|---|---:|---:|---:|---:|
+$(ab '`rill search --count`' "$WORK/rill.txt" "$WORK/other.txt")
+$(ab '`rill search --count --since` (newest 10%)' "$WORK/since.txt" "$WORK/other-since.txt")
+EOT
+    OTHER_COUNT=$(awk 'NR == 1 { print $4 }' "$WORK/other.txt")
+    OTHER_SINCE=$(awk 'NR == 1 { print $4 }' "$WORK/other-since.txt")
+    [ "$OTHER_COUNT" = "$GREP_COUNT" ] || die "$AGAINST search counted $OTHER_COUNT, grep $GREP_COUNT"
+    [ "$OTHER_SINCE" = "$SINCE_EXPECT" ] || die "$AGAINST search --since counted $OTHER_SINCE, expected $SINCE_EXPECT"
+fi
