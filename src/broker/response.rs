@@ -7,12 +7,14 @@
 
 use std::io;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
-use crate::broker::log::{append_chunks, Chunk, FileSlice, LogError, Records};
+#[cfg(test)]
+use crate::broker::log::{append_chunks, LogError};
+use crate::broker::log::{Chunk, FileSlice, Records};
 
 /// Largest piece of a file range a TLS connection reads into memory at a time.
 const COPY_PIECE: usize = 64 * 1024;
@@ -64,12 +66,14 @@ impl Response {
         self.len() == 0
     }
 
-    /// The whole response in memory, file ranges read: what the wire carries.
-    pub fn to_bytes(&self) -> Result<Bytes, LogError> {
+    /// The whole response in memory, file ranges read: what the wire carries (tests compare
+    /// it with a fully encoded response).
+    #[cfg(test)]
+    pub fn to_bytes(&self) -> Result<bytes::Bytes, LogError> {
         let mut out = Vec::with_capacity(self.len());
         append_chunks(&self.parts, &mut out)?;
         out.extend_from_slice(&self.tail);
-        Ok(Bytes::from(out))
+        Ok(bytes::Bytes::from(out))
     }
 }
 

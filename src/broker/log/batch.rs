@@ -278,29 +278,24 @@ fn read_varlong(buf: &[u8], pos: &mut usize, max_bytes: usize) -> Result<i64, Ba
 /// record, in offset order, whose timestamp is >= `target`: `(offset, timestamp)`. It reads no
 /// further than that record: a lookup by time usually lands among the first records of a
 /// batch, and decompressing whole 1 MB batches to find them made a `--since` search's
-/// ListOffsets take a millisecond.
+/// ListOffsets take 1.1 ms instead of 0.3 ms (measured by hand, commit a9e3516).
 fn first_record_at_or_after(
     header: &BatchHeader,
-    records: &mut dyn Read,
+    mut stream: RecordStream,
     target: i64,
 ) -> Result<Option<(i64, i64)>, BatchError> {
-    let mut stream = RecordStream {
-        records,
-        buf: Vec::new(),
-        ended: false,
-    };
     let mut pos = 0;
     for _ in 0..header.records_count {
         // A record's length, attributes and two deltas: at most 5 + 1 + 10 + 5 bytes.
         stream.fill(pos + 21)?;
-        let len = read_varlong(&stream.buf, &mut pos, 5)?;
+        let len = read_varlong(stream.bytes(), &mut pos, 5)?;
         let end = usize::try_from(len)
             .ok()
             .and_then(|l| pos.checked_add(l))
             .ok_or_else(|| BatchError::MalformedRecords(format!("record length {len}")))?;
         stream.fill(end)?;
         let body = stream
-            .buf
+            .bytes()
             .get(..end)
             .ok_or_else(|| BatchError::MalformedRecords(format!("record length {len}")))?;
         let mut p = pos + 1; // attributes byte, unused
@@ -319,31 +314,52 @@ fn first_record_at_or_after(
     Ok(None)
 }
 
-/// The records of a batch, read from their (decompressing) reader as far as needed.
-struct RecordStream<'a> {
-    records: &'a mut dyn Read,
-    buf: Vec<u8>,
-    ended: bool,
+/// The records of a batch: already in memory (uncompressed, or a whole snappy block), walked
+/// in place; or read from their decompressing reader as far as needed.
+enum RecordStream<'a> {
+    InMemory(&'a [u8]),
+    Read {
+        records: &'a mut dyn Read,
+        buf: Vec<u8>,
+        ended: bool,
+    },
 }
 
-impl RecordStream<'_> {
-    /// Reads on until `buf` holds `len` bytes or the records end.
+impl<'a> RecordStream<'a> {
+    fn read(records: &'a mut dyn Read) -> RecordStream<'a> {
+        RecordStream::Read {
+            records,
+            buf: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// Reads on until the stream holds `len` bytes or the records end.
     fn fill(&mut self, len: usize) -> Result<(), BatchError> {
-        const CHUNK: usize = 64 << 10;
-        while self.buf.len() < len && !self.ended {
-            let filled = self.buf.len();
-            self.buf.resize(filled + CHUNK, 0);
-            let read = loop {
-                match self.records.read(&mut self.buf[filled..]) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    other => break other,
-                }
-            };
-            let n = read.map_err(|e| decompress_error(e.into()))?;
-            self.buf.truncate(filled + n);
-            self.ended = n == 0;
+        const CHUNK: u64 = 64 << 10;
+        if let RecordStream::Read {
+            records,
+            buf,
+            ended,
+        } = self
+        {
+            while buf.len() < len && !*ended {
+                let n = records
+                    .take(CHUNK)
+                    .read_to_end(buf)
+                    .map_err(|e| decompress_error(e.into()))?;
+                *ended = n == 0;
+            }
         }
         Ok(())
+    }
+
+    /// The records' bytes held so far.
+    fn bytes(&self) -> &[u8] {
+        match self {
+            RecordStream::InMemory(bytes) => bytes,
+            RecordStream::Read { buf, .. } => buf,
+        }
     }
 }
 
@@ -367,14 +383,18 @@ pub(crate) fn find_record_by_timestamp(
     };
     let streamed = |reader: std::io::Result<Box<dyn Read + '_>>| {
         let mut reader = reader.map_err(|e| decompress_error(e.into()))?;
-        first_record_at_or_after(header, &mut reader, target)
+        first_record_at_or_after(header, RecordStream::read(&mut reader), target)
     };
     match header.codec() {
-        0 => streamed(Ok(Box::new(payload))),
+        0 => first_record_at_or_after(header, RecordStream::InMemory(payload), target),
         1 => streamed(Ok(Box::new(flate2::read::MultiGzDecoder::new(payload)))),
         // Snappy blocks come whole (and in the Java client's xerial framing, or not).
         2 => Snappy::decompress(&mut &payload[..], |b: &mut bytes::Bytes| {
-            Ok(first_record_at_or_after(header, &mut &b[..], target))
+            Ok(first_record_at_or_after(
+                header,
+                RecordStream::InMemory(&b[..]),
+                target,
+            ))
         })
         .map_err(decompress_error)?,
         3 => streamed(lz4::Decoder::new(payload).map(|d| Box::new(d) as Box<dyn Read>)),

@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use batch::{BatchError, BatchHeader};
-pub use records::{append_chunks, Chunk, FileSlice, Records};
+#[cfg(test)]
+pub use records::append_chunks;
+pub use records::{Chunk, FileSlice, Records};
 pub use recovery::{RecoveryAction, RecoveryReport};
 pub use retention::RetentionReport;
 
@@ -100,8 +102,9 @@ impl ActiveSync {
 /// and the copies; for small reads, such as a tailing consumer's fetch of the newest records,
 /// the system calls cost more than copying the bytes. Measured (broker CPU while kcat reads
 /// 150,000 one-record batches with `fetch.message.max.bytes` N, everything zero-copy vs
-/// everything copied): 4 KiB 96-99 vs 73-82 ms, 12 KiB 33-36 vs 21-24 ms, 16 KiB about even,
-/// 32 KiB 11-17 vs 20-22 ms, 64 KiB 9-11 vs 15-16 ms.
+/// everything copied; `perf stat` of the broker by hand, see commit fd38fa7): 4 KiB 96-99
+/// vs 73-82 ms, 12 KiB 33-36 vs 21-24 ms, 16 KiB about even, 32 KiB 11-17 vs 20-22 ms, 64 KiB
+/// 9-11 vs 15-16 ms.
 pub const ZERO_COPY_MIN_BYTES: usize = 16 * 1024;
 
 /// The result of a read.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+#[cfg(test)]
 use super::LogError;
 
 /// `len` bytes at `position` of a segment file: whole batches that were already written to
@@ -56,15 +57,12 @@ impl FileSlice {
         &self.path
     }
 
-    /// Appends the slice's bytes to `out`.
-    pub fn read_to(&self, out: &mut Vec<u8>) -> Result<(), LogError> {
+    /// Appends the slice's bytes to `out` (tests compare them with copied reads).
+    #[cfg(test)]
+    fn read_to(&self, out: &mut Vec<u8>) -> Result<(), LogError> {
         let len = usize::try_from(self.len).map_err(|_| std::io::ErrorKind::OutOfMemory.into());
         len.and_then(|len| self.read_part(0, len, out))
-            .map_err(|source| LogError::Io {
-                op: "read segment",
-                path: self.path.clone(),
-                source,
-            })
+            .map_err(super::segment::io_err("read segment", &self.path))
     }
 
     /// Appends `len` bytes from `skip` bytes into the slice to `out`.
@@ -121,6 +119,7 @@ impl Records {
         self.len == 0
     }
 
+    #[cfg(test)]
     pub fn chunks(&self) -> &[Chunk] {
         &self.chunks
     }
@@ -129,18 +128,17 @@ impl Records {
         self.chunks
     }
 
-    /// All the bytes in one buffer, reading the file ranges.
+    /// All the bytes in one buffer, reading the file ranges (tests compare them).
+    #[cfg(test)]
     pub fn to_bytes(&self) -> Result<Bytes, LogError> {
-        if let [Chunk::Copied(bytes)] = self.chunks.as_slice() {
-            return Ok(bytes.clone());
-        }
         let mut out = Vec::with_capacity(self.len);
         append_chunks(&self.chunks, &mut out)?;
         Ok(Bytes::from(out))
     }
 }
 
-/// Appends the bytes of `chunks` to `out`, reading the file ranges.
+/// Appends the bytes of `chunks` to `out`, reading the file ranges (tests compare them).
+#[cfg(test)]
 pub fn append_chunks(chunks: &[Chunk], out: &mut Vec<u8>) -> Result<(), LogError> {
     for chunk in chunks {
         match chunk {

@@ -573,7 +573,7 @@ impl Segment {
         let mut window = Vec::new();
         let mut window_at = at;
         while at + LOG_OVERHEAD as u64 <= limit {
-            if at < window_at || at + LOG_OVERHEAD as u64 > window_at + window.len() as u64 {
+            if at + LOG_OVERHEAD as u64 > window_at + window.len() as u64 {
                 window.clear();
                 window_at = at;
                 let len = (limit - at).min(WALK_WINDOW) as usize;
