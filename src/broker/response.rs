@@ -213,7 +213,7 @@ mod tests {
             );
             log.append(&mut bytes, 0).expect("append");
         }
-        let Ok(ReadOutcome::Batches(read)) = log.read(0, usize::MAX, 0) else {
+        let Ok(ReadOutcome::Batches(read)) = log.read(0, usize::MAX, true, 0) else {
             panic!("read");
         };
         (dir, log, read)

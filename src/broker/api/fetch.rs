@@ -92,13 +92,19 @@ pub(super) fn read_all(
                 topic_records.push(None);
                 continue;
             };
+            // KIP-74: the first batch of the first partition to return anything may exceed
+            // both limits (a consumer always makes progress); every other read stays within
+            // them, or returns nothing.
+            let min_one = total == 0;
             let (outcome, start, end) = {
                 let state = partition.lock();
                 let limit = (asked.partition_max_bytes.max(0) as usize).min(remaining);
-                let outcome = if limit == 0 {
+                let outcome = if limit == 0 && !min_one {
                     Ok(ReadOutcome::Batches(Records::default()))
                 } else {
-                    state.log.read(asked.fetch_offset, limit, copy_below)
+                    state
+                        .log
+                        .read(asked.fetch_offset, limit, min_one, copy_below)
                 };
                 (
                     outcome,
@@ -112,12 +118,6 @@ pub(super) fn read_all(
                 .with_log_start_offset(if version >= 5 { start } else { -1 });
             match outcome {
                 Ok(ReadOutcome::Batches(read)) => {
-                    // KIP-74 lets only the first non-empty partition exceed the limits.
-                    let read = if total > 0 && read.len() > remaining {
-                        Records::default()
-                    } else {
-                        read
-                    };
                     total += read.len();
                     remaining = remaining.saturating_sub(read.len());
                     // The records field stays empty here: `encode` puts `read` in its place.

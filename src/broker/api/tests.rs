@@ -234,6 +234,65 @@ fn fetch_returns_whole_batches_from_the_asked_offset() {
     );
 }
 
+/// KIP-74, as Kafka reads it: only the first partition to return anything may return a
+/// batch over the limits; a later partition whose first batch is over its
+/// `partition_max_bytes` returns nothing, even where the request's `max_bytes` has room.
+#[test]
+fn only_the_first_partition_with_records_may_exceed_the_fetch_limits() {
+    let (_dir, broker) = open_broker();
+    let rt = runtime();
+    for topic in ["small", "big"] {
+        broker
+            .create_topic(topic, 1, Default::default())
+            .expect("topic");
+    }
+    produce_result(
+        &broker,
+        &rt,
+        &produce("small", batch(&["s"], None, Compression::None), 1),
+    );
+    let large = "r".repeat(3000);
+    produce_result(
+        &broker,
+        &rt,
+        &produce("big", batch(&[&large], None, Compression::None), 1),
+    );
+    let batches = |small_offset: i64, max_bytes: i32| -> Vec<usize> {
+        let asked = |topic: &'static str, offset: i64| {
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str(topic)))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1000)])
+        };
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_topics(vec![asked("small", small_offset), asked("big", 0)]);
+        let resp: FetchResponse = response(
+            ApiKey::Fetch,
+            11,
+            rt.block_on(handle(&broker, frame(ApiKey::Fetch, 11, &req))),
+        );
+        resp.responses
+            .iter()
+            .map(|t| {
+                let mut records = t.partitions[0].records.clone().unwrap_or_default();
+                kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records)
+                    .expect("decode")
+                    .len()
+            })
+            .collect()
+    };
+    // "small" returns its batch first: "big"'s 3 KB batch is over its 1,000 bytes.
+    assert_eq!(batches(0, 1 << 20), vec![1, 0]);
+    // "small" has nothing more: "big" is the first to return anything, so its batch comes.
+    assert_eq!(batches(1, 1 << 20), vec![0, 1]);
+    // Even a request for no bytes at all gets the first partition's first batch.
+    assert_eq!(batches(0, 0), vec![1, 0]);
+}
+
 /// Today's copying path, the reference: every read copied into memory (one pread, cut at
 /// the last whole batch) and the whole response encoded by kafka-protocol with the records in.
 fn fetch_copied(broker: &Broker, req: &FetchRequest, version: i16) -> Bytes {

@@ -247,14 +247,17 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Whole batches from the one holding `offset`, up to `max_bytes` but at least one batch
-    /// (KIP-74), across segments. Reads from a segment shorter than `copy_below` bytes are
-    /// copied into memory, longer ones returned as file ranges (the broker passes
-    /// [`ZERO_COPY_MIN_BYTES`]; `usize::MAX` copies everything, 0 nothing).
+    /// Whole batches from the one holding `offset`, up to `max_bytes`, across segments. With
+    /// `min_one` the first batch comes whatever its size (KIP-74: the fetch's first partition
+    /// to return anything, so that a consumer always makes progress); without, a first batch
+    /// over `max_bytes` means nothing is returned. Reads from a segment shorter than
+    /// `copy_below` bytes are copied into memory, longer ones returned as file ranges (the
+    /// broker passes [`ZERO_COPY_MIN_BYTES`]; `usize::MAX` copies everything, 0 nothing).
     pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,
+        min_one: bool,
         copy_below: usize,
     ) -> Result<ReadOutcome, LogError> {
         if offset < self.log_start_offset() || offset > self.log_end_offset() {
@@ -271,8 +274,9 @@ impl PartitionLog {
                 continue;
             };
             let budget = max_bytes.saturating_sub(out.len());
+            let min_one = min_one && out.is_empty();
             let (chunk, to_end) =
-                segment.read_chunk(position, &header, budget, out.len(), copy_below)?;
+                segment.read_chunk(position, &header, budget, min_one, copy_below)?;
             if let Some(chunk) = chunk {
                 out.push(chunk);
             }

@@ -478,8 +478,7 @@ impl Segment {
     }
 
     /// Whole batches from `position` (where `first` starts) while they fit in `budget` bytes;
-    /// when nothing was read yet for this fetch (`taken == 0`) the first batch is taken
-    /// whatever its size (KIP-74). Reads shorter than `copy_below` bytes are copied into
+    /// with `min_one` the first batch is taken whatever its size (KIP-74). Reads shorter than `copy_below` bytes are copied into
     /// memory with one pread; longer ones become a [`FileSlice`] the connection sends with
     /// `sendfile`. Returns the chunk (None if not even the first batch fits) and whether it
     /// reaches the end of the segment.
@@ -488,13 +487,13 @@ impl Segment {
         position: u64,
         first: &BatchHeader,
         budget: usize,
-        taken: usize,
+        min_one: bool,
         copy_below: usize,
     ) -> Result<(Option<Chunk>, bool), LogError> {
         let first_size = first.total_size();
         let available = usize::try_from(self.size - position).unwrap_or(usize::MAX);
         let want = if first_size > budget {
-            if taken > 0 {
+            if !min_one {
                 return Ok((None, false));
             }
             first_size

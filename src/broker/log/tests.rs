@@ -42,7 +42,7 @@ fn read_batches(log: &PartitionLog, offset: i64, max_bytes: usize) -> Vec<BatchH
 /// The bytes a read returns (None: out of range), checking that a read of file ranges (the
 /// zero-copy path) and a read copied into memory (the copying path) cut at the same batch.
 fn read_bytes(log: &PartitionLog, offset: i64, max_bytes: usize) -> Option<Vec<u8>> {
-    let read = |copy_below| match log.read(offset, max_bytes, copy_below).unwrap() {
+    let read = |copy_below| match log.read(offset, max_bytes, true, copy_below).unwrap() {
         ReadOutcome::Batches(records) => Some(records.to_bytes().unwrap().to_vec()),
         ReadOutcome::OffsetOutOfRange => None,
     };
@@ -140,9 +140,18 @@ fn segments_roll_by_size_and_reads_span_them() {
     let two = (sizes[0] + sizes[1]) as usize;
     assert_eq!(read_batches(&log, 0, two).len(), 2);
     assert_eq!(read_batches(&log, 0, two + 10).len(), 2);
-    // ...but at least one batch is returned even if it is larger (KIP-74).
+    // ...but at least one batch is returned even if it is larger (KIP-74)...
     assert_eq!(read_batches(&log, 0, 1).len(), 1);
     assert_eq!(read_batches(&log, 0, 0).len(), 1);
+    // ...unless an earlier partition of the fetch returned something: then nothing.
+    for copy_below in [0, usize::MAX] {
+        let read = |max_bytes| match log.read(0, max_bytes, false, copy_below).unwrap() {
+            ReadOutcome::Batches(records) => records.len(),
+            ReadOutcome::OffsetOutOfRange => unreachable!("offset 0 is in range"),
+        };
+        assert_eq!(read(1), 0);
+        assert_eq!(read(two + 10), two);
+    }
     // A read starting near a segment's end continues into the next one.
     let from_mid = read_batches(&log, 3 * 10 + 1, usize::MAX);
     assert_eq!(from_mid.len(), 20);
@@ -567,7 +576,7 @@ fn file_ranges_outlive_the_segment_files_retention_deletes() {
     for i in 0..40 {
         append_n(&mut log, 3, i);
     }
-    let ReadOutcome::Batches(records) = log.read(0, usize::MAX, 0).unwrap() else {
+    let ReadOutcome::Batches(records) = log.read(0, usize::MAX, true, 0).unwrap() else {
         panic!("out of range");
     };
     assert!(records.chunks().len() > 1, "{records:?}");
@@ -585,7 +594,7 @@ fn a_file_range_ends_where_the_log_ended_when_it_was_read() {
     let (mut log, _) = PartitionLog::open(dir.path(), config(1 << 20, 4096)).unwrap();
     append_n(&mut log, 200, 1);
     let before = read_bytes(&log, 0, usize::MAX).unwrap();
-    let ReadOutcome::Batches(records) = log.read(0, usize::MAX, 0).unwrap() else {
+    let ReadOutcome::Batches(records) = log.read(0, usize::MAX, true, 0).unwrap() else {
         panic!("out of range");
     };
     // Appends while the response is on its way do not make it longer.
