@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +26,7 @@ use crate::search::batch;
 use crate::search::error::SearchError;
 use crate::search::scan::scan_batch;
 use crate::search::wire::Connection;
-use crate::search::{resolve_range, Item, PartitionRange, Shared};
+use crate::search::{resolve_range, Item, PartitionRange, Scope, Shared};
 
 /// How long a caught-up `--follow` fetch waits at the broker for new records.
 const FOLLOW_WAIT: Duration = Duration::from_millis(500);
@@ -44,16 +46,25 @@ const READ_COMMITTED: i8 = 1;
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
 
-/// Starts a reader per partition; returns how many there are.
-pub(super) fn start(
+/// A search's partitions, each with its range and (unless there is nothing to read) its
+/// connection, the first Fetch already sent.
+pub(super) struct Prepared {
+    ranges: Vec<PartitionRange>,
+    fetches: Vec<Option<(Fetcher, Connection)>>,
+    /// Partition indexes, the longest ranges first.
+    order: Vec<usize>,
+}
+
+/// Finds the partitions' leaders (Metadata), resolves their offset ranges (ListOffsets),
+/// and sends each partition's first Fetch on a connection of its own.
+pub(super) fn prepare(
     args: &BrokerArgs,
-    shared: &Shared,
-    items: &SyncSender<(usize, Item)>,
-) -> Result<usize, SearchError> {
+    scope: Scope,
+    stop: &Arc<AtomicBool>,
+) -> Result<Prepared, SearchError> {
     let timeout = args.timeout();
-    let options = &shared.options;
     let mut bootstrap = connect_bootstrap(args)?;
-    let leaders = leaders(&mut bootstrap, &options.topic, &args.brokers)?;
+    let leaders = leaders(&mut bootstrap, scope.topic, &args.brokers)?;
 
     // One connection per leader for ListOffsets; the bootstrap one when it is the leader.
     let mut by_leader: HashMap<&str, Vec<i32>> = HashMap::new();
@@ -72,7 +83,7 @@ pub(super) fn start(
             Some(conn) => conn,
             None => Connection::connect(leader, timeout)?,
         };
-        for range in offset_ranges(&mut conn, options, &partitions)? {
+        for range in offset_ranges(&mut conn, scope, &partitions)? {
             ranges.push((range, leader.to_string()));
         }
         spare.insert(leader.to_string(), conn);
@@ -87,8 +98,8 @@ pub(super) fn start(
     // partitions get connections of their own, so the broker serves them in parallel. (The
     // looked-up connection going last made the broker answer a longest range last: a
     // `--since` search then ended on one partition's scan, with one core idle.)
-    let follow = options.follows();
-    let topic = TopicName(StrBytes::from_string(options.topic.clone()));
+    let follow = scope.follows();
+    let topic = TopicName(StrBytes::from_string(scope.topic.to_string()));
     let mut order: Vec<usize> = (0..ranges.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(ranges[i].0.end - ranges[i].0.start));
     let mut fetches: Vec<Option<(Fetcher, Connection)>> = ranges.iter().map(|_| None).collect();
@@ -112,24 +123,39 @@ pub(super) fn start(
             range: *range,
             follow,
             timeout,
-            stop: shared.stop.clone(),
+            stop: stop.clone(),
         };
         fetcher.begin(&mut conn)?;
         first_of_leader.entry(leader.as_str()).or_insert(index);
         fetches[index] = Some((fetcher, conn));
     }
-    for index in order {
-        let range = ranges[index].0;
-        let reader = PartitionReader {
-            shared: shared.clone(),
-            items: items.clone(),
-            index,
-            range,
-            fetch: fetches[index].take(),
-        };
-        shared.spawn(format!("search-p{}", range.partition), move || reader.run())?;
+    Ok(Prepared {
+        ranges: ranges.into_iter().map(|(range, _)| range).collect(),
+        fetches,
+        order,
+    })
+}
+
+impl Prepared {
+    /// Starts a reader per partition, the longest ranges first; returns how many there are.
+    pub(super) fn start(
+        mut self,
+        shared: &Shared,
+        items: &SyncSender<(usize, Item)>,
+    ) -> Result<usize, SearchError> {
+        for &index in &self.order {
+            let range = self.ranges[index];
+            let reader = PartitionReader {
+                shared: shared.clone(),
+                items: items.clone(),
+                index,
+                range,
+                fetch: self.fetches[index].take(),
+            };
+            shared.spawn(format!("search-p{}", range.partition), move || reader.run())?;
+        }
+        Ok(self.ranges.len())
     }
-    Ok(ranges.len())
 }
 
 /// Connects to the first bootstrap broker that answers.
@@ -219,22 +245,22 @@ fn leaders(
 /// `--until`) pipelined on one connection (one request cannot ask about a partition twice).
 fn offset_ranges(
     conn: &mut Connection,
-    options: &crate::search::Options,
+    scope: Scope,
     partitions: &[i32],
 ) -> Result<Vec<PartitionRange>, SearchError> {
     let version = conn.versions.list_offsets;
     let times = [
         Some(EARLIEST),
         Some(LATEST),
-        options.since_ms,
-        options.until_ms.map(|u| u.saturating_add(1)),
+        scope.since_ms,
+        scope.until_ms.map(|u| u.saturating_add(1)),
     ];
     let request = |time: i64| {
         ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_isolation_level(READ_COMMITTED)
             .with_topics(vec![ListOffsetsTopic::default()
-                .with_name(TopicName(StrBytes::from_string(options.topic.clone())))
+                .with_name(TopicName(StrBytes::from_string(scope.topic.to_string())))
                 .with_partitions(
                     partitions
                         .iter()
@@ -262,7 +288,7 @@ fn offset_ranges(
         for topic in &response.topics {
             for p in &topic.partitions {
                 SearchError::check(p.error_code, || {
-                    format!("ListOffsets for {}/{}", options.topic, p.partition_index)
+                    format!("ListOffsets for {}/{}", scope.topic, p.partition_index)
                 })?;
                 offsets.insert(p.partition_index, p.offset);
             }
