@@ -15,8 +15,10 @@
 #   rill search REGEX --count                 vs  grep -cE REGEX FILE
 #   rill search REGEX --count --since T10     (T10: the time the newest 10% start)
 #   rill search REGEX --count with the librdkafka reader (the TLS/SASL path), for reference
-# and prints the medians of wall and CPU time, the counts (which must agree) and the ratios
-# against the targets (within 1.5x of grep; with --since, within 0.3x of grep).
+# and prints the medians of wall time (to the microsecond) and CPU time (to the millisecond),
+# the counts (which must agree) and the ratios against the targets (within 1.5x of grep; with
+# --since, within 0.3x of grep). rill runs from a copy of the binary in the work directory,
+# as an install would place it (the file the linker writes is slower to start; see below).
 # --against OTHER_RILL also runs another rill binary's search (the full scan and --since)
 # in the same rounds, against the same broker and data, and prints how this rill compares:
 # an A/B of two builds (a change's before and after) that the host's drift cannot skew,

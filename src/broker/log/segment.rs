@@ -478,10 +478,10 @@ impl Segment {
     }
 
     /// Whole batches from `position` (where `first` starts) while they fit in `budget` bytes;
-    /// with `min_one` the first batch is taken whatever its size (KIP-74). Reads shorter than `copy_below` bytes are copied into
-    /// memory with one pread; longer ones become a [`FileSlice`] the connection sends with
-    /// `sendfile`. Returns the chunk (None if not even the first batch fits) and whether it
-    /// reaches the end of the segment.
+    /// with `min_one` the first batch is taken whatever its size (KIP-74). Reads shorter than
+    /// `copy_below` bytes are copied into memory with one pread; longer ones become a
+    /// [`FileSlice`] the connection sends with `sendfile`. Returns the chunk (None if not even
+    /// the first batch fits) and whether it reaches the end of the segment.
     pub fn read_chunk(
         &self,
         position: u64,
