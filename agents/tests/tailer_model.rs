@@ -408,6 +408,19 @@ fn run_model(h: &mut Harness, ops: &[Op]) -> (Vec<String>, bool) {
     (written, dups_allowed)
 }
 
+/// The property test's failing case from CI (2026-11-26): ten lines, a copytruncate, and ten
+/// lines again, as long as the ten before. The tailer saw a file as long as what it had
+/// read, and waited for it to grow; the last ten lines never came.
+#[test]
+fn copytruncate_then_as_many_bytes_again_comes_out() {
+    let mut h = Harness::new("app.log*", ReadFrom::Beginning, 1024);
+    let ops = [Op::Write(10), Op::Pause, Op::CopyTruncate, Op::Write(10)];
+    let (written, _) = run_model(&mut h, &ops);
+    h.wait_for("every written line", Duration::from_secs(10), |got| {
+        written.iter().all(|w| got.iter().any(|g| &g.1 == w))
+    });
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
 
