@@ -25,22 +25,11 @@ pub struct Matcher {
 impl Matcher {
     /// Builds the matcher; an invalid regex is the regex crate's error, with its position.
     pub fn new(query: &str, literal: bool, ignore_case: bool) -> Result<Matcher, regex::Error> {
-        let pattern = if literal {
-            regex::escape(query)
-        } else {
-            query.to_string()
-        };
+        let pattern = pattern(query, literal);
         let regex = RegexBuilder::new(&pattern)
             .case_insensitive(ignore_case)
             .build()?;
-        // Parsed the way `regex::bytes` parses it (Unicode on, UTF-8 not required), so the
-        // two agree on what every byte string matches.
-        let hir = regex_syntax::ParserBuilder::new()
-            .case_insensitive(ignore_case)
-            .utf8(false)
-            .build()
-            .parse(&pattern)
-            .map_err(|e| regex::Error::Syntax(e.to_string()))?;
+        let hir = parse(&pattern, ignore_case)?;
         let scan_is_exact = hir.properties().look_set().is_empty();
         let scan = regex_automata::meta::Builder::new()
             .configure(regex_automata::meta::Config::new().utf8_empty(false))
@@ -56,16 +45,7 @@ impl Matcher {
     /// Checks the query as [`Matcher::new`] parses it (the same errors, with their
     /// positions) without building it: 40 µs, where building takes 300.
     pub fn check(query: &str, literal: bool, ignore_case: bool) -> Result<(), regex::Error> {
-        if literal {
-            return Ok(());
-        }
-        regex_syntax::ParserBuilder::new()
-            .case_insensitive(ignore_case)
-            .utf8(false)
-            .build()
-            .parse(query)
-            .map(drop)
-            .map_err(|e| regex::Error::Syntax(e.to_string()))
+        parse(&pattern(query, literal), ignore_case).map(drop)
     }
 
     pub fn is_match(&self, text: &[u8]) -> bool {
@@ -100,6 +80,27 @@ impl Matcher {
     pub fn prefilter(&self, value: &[u8]) -> bool {
         memchr::memchr(b'\\', value).is_some() || self.scan_find(value, 0..value.len()).is_some()
     }
+}
+
+/// The regex a query stands for: itself, or with `literal` the query escaped.
+fn pattern(query: &str, literal: bool) -> String {
+    if literal {
+        regex::escape(query)
+    } else {
+        query.to_string()
+    }
+}
+
+/// Parses `pattern` the way `regex::bytes` does (Unicode on, UTF-8 not required), so the
+/// scan regex built from it and the query agree on what every byte string matches, and a
+/// syntax error reads as the regex crate words it.
+fn parse(pattern: &str, ignore_case: bool) -> Result<Hir, regex::Error> {
+    regex_syntax::ParserBuilder::new()
+        .case_insensitive(ignore_case)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .map_err(|e| regex::Error::Syntax(e.to_string()))
 }
 
 /// `hir` with every look-around assertion replaced by the empty regex: it matches a superset

@@ -46,13 +46,17 @@ const READ_COMMITTED: i8 = 1;
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
 
-/// A search's partitions, each with its range and (unless there is nothing to read) its
-/// connection, the first Fetch already sent.
+/// A search's partitions, the longest ranges first.
 pub(super) struct Prepared {
-    ranges: Vec<PartitionRange>,
-    fetches: Vec<Option<(Fetcher, Connection)>>,
-    /// Partition indexes, the longest ranges first.
-    order: Vec<usize>,
+    partitions: Vec<PreparedPartition>,
+}
+
+/// A partition's index, its range and (unless there is nothing to read) its fetcher and
+/// connection, the first Fetch already sent.
+struct PreparedPartition {
+    index: usize,
+    range: PartitionRange,
+    fetch: Option<(Fetcher, Connection)>,
 }
 
 /// Finds the partitions' leaders (Metadata), resolves their offset ranges (ListOffsets),
@@ -129,32 +133,41 @@ pub(super) fn prepare(
         first_of_leader.entry(leader.as_str()).or_insert(index);
         fetches[index] = Some((fetcher, conn));
     }
-    Ok(Prepared {
-        ranges: ranges.into_iter().map(|(range, _)| range).collect(),
-        fetches,
-        order,
-    })
+    let partitions = order
+        .into_iter()
+        .map(|index| PreparedPartition {
+            index,
+            range: ranges[index].0,
+            fetch: fetches[index].take(),
+        })
+        .collect();
+    Ok(Prepared { partitions })
 }
 
 impl Prepared {
     /// Starts a reader per partition, the longest ranges first; returns how many there are.
     pub(super) fn start(
-        mut self,
+        self,
         shared: &Shared,
         items: &SyncSender<(usize, Item)>,
     ) -> Result<usize, SearchError> {
-        for &index in &self.order {
-            let range = self.ranges[index];
+        let count = self.partitions.len();
+        for PreparedPartition {
+            index,
+            range,
+            fetch,
+        } in self.partitions
+        {
             let reader = PartitionReader {
                 shared: shared.clone(),
                 items: items.clone(),
                 index,
                 range,
-                fetch: self.fetches[index].take(),
+                fetch,
             };
             shared.spawn(format!("search-p{}", range.partition), move || reader.run())?;
         }
-        Ok(self.ranges.len())
+        Ok(count)
     }
 }
 
