@@ -19,6 +19,7 @@
 //! are searched as raw text: their whole value, with host/source/level from their headers.
 
 pub mod batch;
+mod batch_queue;
 mod error;
 mod lz4_frame;
 pub mod query;

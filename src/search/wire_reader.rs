@@ -1,7 +1,9 @@
 //! The wire reader: finds the partitions' leaders (Metadata), resolves the offset ranges
 //! (ListOffsets, by timestamp for `--since`/`--until`), then reads every partition on its own
 //! thread and connection, one Fetch in flight while the previous answer is decoded and
-//! scanned.
+//! scanned. The batches of every answer are scanned by whichever of these threads is free
+//! ([`batch_queue`](crate::search::batch_queue)); each thread hands its own partition's
+//! hits to the merger, in order.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,8 +25,8 @@ use kafka_protocol::ResponseError;
 
 use crate::client::BrokerArgs;
 use crate::search::batch;
+use crate::search::batch_queue::{BatchQueue, BatchScanner, Fetching, Job};
 use crate::search::error::SearchError;
-use crate::search::scan::scan_batch;
 use crate::search::wire::Connection;
 use crate::search::{resolve_range, Item, PartitionRange, Scope, Shared};
 
@@ -152,6 +154,8 @@ impl Prepared {
         items: &SyncSender<(usize, Item)>,
     ) -> Result<usize, SearchError> {
         let count = self.partitions.len();
+        let fetching = self.partitions.iter().filter(|p| p.fetch.is_some()).count();
+        let queue = BatchQueue::new(fetching, shared.stop.clone());
         for PreparedPartition {
             index,
             range,
@@ -163,7 +167,8 @@ impl Prepared {
                 items: items.clone(),
                 index,
                 range,
-                fetch,
+                fetch: fetch.map(|(fetcher, conn)| (fetcher, conn, queue.fetching())),
+                queue: queue.clone(),
             };
             shared.spawn(format!("search-p{}", range.partition), move || reader.run())?;
         }
@@ -337,7 +342,9 @@ struct PartitionReader {
     range: PartitionRange,
     /// The partition's fetcher and its connection, the first Fetch already sent; none when
     /// there is nothing to read.
-    fetch: Option<(Fetcher, Connection)>,
+    fetch: Option<(Fetcher, Connection, Fetching)>,
+    /// Where the batches it fetches wait to be scanned, by it or another reader.
+    queue: Arc<BatchQueue>,
 }
 
 /// What a partition's fetcher hands its scanner, in offset order.
@@ -367,81 +374,67 @@ impl PartitionReader {
             index,
             range,
             fetch,
+            queue,
         } = self;
-        let Some((fetcher, conn)) = fetch else {
-            // Nothing to read, and not following.
+        let what = format!("{}/{}", shared.options.topic, range.partition);
+        let mut batch_scanner =
+            BatchScanner::new(&shared.options).map_err(|cause| SearchError::Batch {
+                partition: what.clone(),
+                cause,
+            })?;
+        let Some((fetcher, conn, fetching)) = fetch else {
+            // Nothing to read, and not following: help the others.
             let _ = items.send((index, Item::CaughtUp));
+            queue.help(&mut batch_scanner);
             return Ok(());
         };
-        let mut scanner = Scanner::new(shared, items, index, range)?;
+        let mut scanner = Scanner {
+            shared,
+            items,
+            index,
+            partition: range.partition,
+            what: what.into(),
+            follow: fetcher.follow,
+            scan_end: if fetcher.follow { i64::MAX } else { range.end },
+            batch_scanner,
+            queue,
+            transactions: Transactions::default(),
+            caught_up: false,
+        };
         // Following from the end: caught up before the first fetch.
         if range.start >= range.end && !scanner.take(Fetched::CaughtUp)? {
             return Ok(());
         }
         fetcher.fetch_all(conn, |fetched| scanner.take(fetched))?;
         scanner.finish();
+        // This partition is done: scan the others' batches while they are fetched.
+        drop(fetching);
+        scanner.queue.help(&mut scanner.batch_scanner);
         Ok(())
     }
 }
 
-/// Decodes and scans a partition's records as they are fetched.
+/// Decodes and scans a partition's records as they are fetched: queues each answer's
+/// batches, then takes their results in order (scanning queued batches meanwhile).
 struct Scanner {
     shared: Shared,
     items: SyncSender<(usize, Item)>,
     index: usize,
     partition: i32,
     /// `topic/partition`, for messages.
-    what: String,
+    what: Arc<str>,
     follow: bool,
     scan_end: i64,
-    /// A copy per thread: each regex copy has its own match cache (a shared one is a lock
-    /// taken on every search).
-    options: crate::search::Options,
-    scratch: batch::Scratch,
-    records: Vec<batch::Record>,
-    candidates: Vec<(usize, Option<std::ops::Range<usize>>)>,
-    hits: Vec<crate::search::Hit>,
+    batch_scanner: BatchScanner,
+    queue: Arc<BatchQueue>,
     transactions: Transactions,
     caught_up: bool,
 }
 
 impl Scanner {
-    fn new(
-        shared: Shared,
-        items: SyncSender<(usize, Item)>,
-        index: usize,
-        range: PartitionRange,
-    ) -> Result<Scanner, SearchError> {
-        let options = (*shared.options).clone();
-        let follow = options.follows();
-        let mut scanner = Scanner {
-            shared,
-            items,
-            index,
-            partition: range.partition,
-            what: format!("{}/{}", options.topic, range.partition),
-            follow,
-            scan_end: if follow { i64::MAX } else { range.end },
-            options,
-            scratch: batch::Scratch::default(),
-            records: Vec::new(),
-            candidates: Vec::new(),
-            hits: Vec::new(),
-            transactions: Transactions::default(),
-            caught_up: false,
-        };
-        // While the first fetch is on its way: fault in the decompression buffer and make
-        // this thread's matcher caches, which the first batch otherwise waits for.
-        if let Err(cause) = scanner.scratch.prepare() {
-            return Err(scanner.failed(batch::BatchError::Buffer(cause)));
-        }
-        scanner.options.matcher.scan_find(b"", 0..0);
-        Ok(scanner)
-    }
-
     fn failed(&self, cause: batch::BatchError) -> SearchError {
         SearchError::Batch {
-            partition: self.what.clone(),
+            partition: self.what.to_string(),
             cause,
         }
     }
@@ -464,44 +457,52 @@ impl Scanner {
             } => (offset, bytes, aborted),
         };
         let scanning = std::time::Instant::now();
+        // Which batches to skip depends on the transaction markers before them: decided
+        // here, in offset order, before any is scanned.
         self.transactions.aborted(aborted.into_iter());
+        let mut jobs = Vec::new();
         for item in batch::batches(&bytes) {
             let (header, raw) = item.map_err(|cause| self.failed(cause))?;
             if header.next_offset() <= offset {
                 continue;
             }
             let skip = self.transactions.skips(&header);
-            // A batch that does not decode: corrupt (its CRC says so) or not.
-            let failed = |cause| SearchError::Batch {
-                partition: self.what.clone(),
-                cause: batch::check_crc(&header, raw).err().unwrap_or(cause),
-            };
-            let data = batch::decode(&header, raw, &mut self.scratch, &mut self.records)
-                .map_err(failed)?;
             if header.is_control() {
-                self.transactions.marker(&header, data, &self.records);
+                let (data, records) = match self.batch_scanner.decode(&header, raw) {
+                    Ok(decoded) => decoded,
+                    Err(cause) => return Err(self.failed(cause)),
+                };
+                self.transactions.marker(&header, data, records);
                 continue;
             }
             if skip {
                 continue;
             }
-            let scanned = scan_batch(
-                &self.options,
-                self.partition,
-                data,
-                &self.records,
-                offset..self.scan_end,
-                &mut self.candidates,
-                &mut self.hits,
-            )
-            .map_err(failed)?;
-            self.shared.add(&scanned);
-            for hit in self.hits.drain(..) {
+            jobs.push(Job {
+                partition: self.partition,
+                what: self.what.clone(),
+                header,
+                raw: bytes.slice_ref(raw),
+                offsets: offset..self.scan_end,
+            });
+        }
+        let tickets = self.queue.queue(jobs);
+        for ticket in tickets.clone() {
+            let done = match self.queue.result(ticket, &mut self.batch_scanner) {
+                Ok(done) => done,
+                Err(e) => {
+                    self.queue.forget(tickets);
+                    return Err(e);
+                }
+            };
+            self.shared.add(&done.scanned);
+            for hit in done.hits {
                 if self
                     .items
                     .send((self.index, Item::Hit(Box::new(hit))))
                     .is_err()
                 {
+                    self.queue.forget(tickets);
                     return Ok(false);
                 }
             }
@@ -517,8 +518,9 @@ impl Scanner {
     }
 
     /// Says the partition is done, if a fetch has not said so.
-    fn finish(self) {
+    fn finish(&mut self) {
         if !self.caught_up {
+            self.caught_up = true;
             let _ = self.items.send((self.index, Item::CaughtUp));
         }
     }

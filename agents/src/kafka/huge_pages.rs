@@ -29,41 +29,58 @@ const HALF_PAGE: usize = HUGE_PAGE / 2;
 pub struct HugeBuffer {
     ptr: NonNull<u8>,
     len: usize,
-    /// The mapping the buffer lies in, which the other half of its page may share.
+    /// The mapping the buffer lies in, which other buffers may share.
     _mapping: Arc<Mapping>,
 }
 
 // SAFETY: the buffer is plain owned memory, like a `Box<[u8]>`: no other buffer overlaps
-// it (the two halves of a page are disjoint), and the mapping outlives it.
+// it (the halves of a mapping are disjoint), and the mapping outlives it.
 unsafe impl Send for HugeBuffer {}
 unsafe impl Sync for HugeBuffer {}
 
-/// Where small buffers come from: pages split in two, the second half kept until the next
-/// small buffer takes it.
-struct HalfPages(Mutex<Option<HugeBuffer>>);
+/// Huge pages mapped at once for small buffers. Every mapping takes the address space's
+/// lock for writing four times (mmap, two munmaps to align it, madvise); a search's threads,
+/// each mapping its buffers as it started, queued on that lock behind the page faults of the
+/// others (seen in scheduler traces: threads asleep in mmap and munmap while a core idled).
+/// One mapping of four pages serves eight buffers. Pages never touched cost nothing; a
+/// half's pages go back to the system with its mapping, once its eight halves are dropped.
+const PAGES_PER_MAPPING: usize = 4;
+
+/// Where small buffers come from: halves of huge pages, handed out in address order.
+struct HalfPages(Mutex<Vec<HugeBuffer>>);
 
 impl HalfPages {
     const fn new() -> HalfPages {
-        HalfPages(Mutex::new(None))
+        HalfPages(Mutex::new(Vec::new()))
     }
 
     fn take(&self) -> std::io::Result<HugeBuffer> {
         let mut spare = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(half) = spare.take() {
+        if let Some(half) = spare.pop() {
             return Ok(half);
         }
-        let (first, second) = HugeBuffer::pages(HUGE_PAGE)?.split_in_half();
-        *spare = Some(second);
+        let mut rest = HugeBuffer::pages(PAGES_PER_MAPPING * HUGE_PAGE)?;
+        let mut halves = Vec::with_capacity(2 * PAGES_PER_MAPPING);
+        while rest.len() > HALF_PAGE {
+            let (half, after) = rest.split_at(HALF_PAGE);
+            halves.push(half);
+            rest = after;
+        }
+        halves.push(rest);
+        // Popped from the end: the lowest address first.
+        halves.reverse();
+        let first = halves.pop().expect("a mapping holds halves");
+        *spare = halves;
         Ok(first)
     }
 }
 
-/// The process's half pages: the two halves of a page may go to buffers on any threads.
+/// The process's half pages: the halves of a mapping may go to buffers on any threads.
 static HALF_PAGES: HalfPages = HalfPages::new();
 
 impl HugeBuffer {
-    /// A buffer of at least `min_len` bytes: half a huge page up to 1 MiB (the other half
-    /// goes to the next small buffer, on any thread), else a multiple of 2 MiB.
+    /// A buffer of at least `min_len` bytes: half a huge page up to 1 MiB (the other halves
+    /// of its mapping go to the next small buffers, on any thread), else a multiple of 2 MiB.
     pub fn new(min_len: usize) -> std::io::Result<HugeBuffer> {
         if min_len <= HALF_PAGE {
             return HALF_PAGES.take();
@@ -84,19 +101,20 @@ impl HugeBuffer {
         })
     }
 
-    fn split_in_half(self) -> (HugeBuffer, HugeBuffer) {
-        let half = self.len / 2;
-        // SAFETY: `half` is inside the buffer; the two halves are disjoint.
-        let second = unsafe { NonNull::new_unchecked(self.ptr.as_ptr().add(half)) };
+    /// The first `at` bytes and the rest, as two buffers in the same mapping.
+    fn split_at(self, at: usize) -> (HugeBuffer, HugeBuffer) {
+        debug_assert!(at <= self.len);
+        // SAFETY: `at` is inside the buffer; the two parts are disjoint.
+        let second = unsafe { NonNull::new_unchecked(self.ptr.as_ptr().add(at)) };
         (
             HugeBuffer {
                 ptr: self.ptr,
-                len: half,
+                len: at,
                 _mapping: self._mapping.clone(),
             },
             HugeBuffer {
                 ptr: second,
-                len: half,
+                len: self.len - at,
                 _mapping: self._mapping,
             },
         )
@@ -282,21 +300,26 @@ mod tests {
     }
 
     #[test]
-    fn small_buffers_share_a_page_in_disjoint_halves() {
+    fn small_buffers_are_disjoint_halves_of_a_mapping_in_address_order() {
         // Its own half pages: other tests take the process's at the same time.
         let pages = HalfPages::new();
-        let mut a = pages.take().expect("map");
-        let mut b = pages.take().expect("map");
-        assert_eq!((a.len(), b.len()), (HALF_PAGE, HALF_PAGE));
-        let (lo, hi) = (a.as_ptr() as usize, b.as_ptr() as usize);
+        let mut halves: Vec<HugeBuffer> = (0..2 * PAGES_PER_MAPPING)
+            .map(|_| pages.take().expect("map"))
+            .collect();
+        let lo = halves[0].as_ptr() as usize;
         assert_eq!(lo % HUGE_PAGE, 0, "the first half starts a huge page");
-        assert_eq!(hi, lo + HALF_PAGE, "the second half is the rest of it");
-        assert_ne!(
-            pages.take().expect("map").as_ptr() as usize / HUGE_PAGE,
-            lo / HUGE_PAGE,
-            "a third buffer gets a new page"
+        for (i, half) in halves.iter().enumerate() {
+            assert_eq!(half.len(), HALF_PAGE);
+            assert_eq!(half.as_ptr() as usize, lo + i * HALF_PAGE, "half {i}");
+        }
+        let next = pages.take().expect("map");
+        assert!(
+            !(lo..lo + PAGES_PER_MAPPING * HUGE_PAGE).contains(&(next.as_ptr() as usize)),
+            "the ninth buffer gets a new mapping"
         );
         assert_eq!(HugeBuffer::new(1000).expect("map").len(), HALF_PAGE);
+        let mut b = halves.remove(1);
+        let mut a = halves.remove(0);
         a.fill(1);
         assert!(
             b.iter().all(|&x| x == 0),
@@ -304,7 +327,11 @@ mod tests {
         );
         b.fill(2);
         drop(a);
-        assert!(b.iter().all(|&x| x == 2), "the page outlives one half");
+        drop(halves);
+        assert!(
+            b.iter().all(|&x| x == 2),
+            "the mapping outlives the other halves"
+        );
         let c = HugeBuffer::new(HALF_PAGE + 1).expect("map");
         assert_eq!(c.len(), HUGE_PAGE, "more than a half gets whole pages");
     }
