@@ -14,6 +14,10 @@ use rill::record::{format_ts, LOGS_TOPIC};
 use rill::search::query::now_ms;
 use rill::search::{parse_time, Filter, Hit, Matcher, Options, Scope, Search};
 
+/// What `rill search` does, for its entry in `rill --help` and its own help.
+pub const ABOUT: &str =
+    "Search the aggregated logs by regex, time, host, source and level, merged in time order";
+
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  rill search 'timeout|refused' --since 1h --level error\n  \
