@@ -75,6 +75,32 @@ impl HalfPages {
     }
 }
 
+impl HalfPages {
+    /// Faults in `halves` halves (mapping more as needed) and puts them first in line.
+    fn prefault(&self, halves: usize) -> std::io::Result<()> {
+        let mut warm = Vec::with_capacity(halves);
+        for _ in 0..halves {
+            let mut half = self.take()?;
+            for page in half.chunks_mut(4096) {
+                page[0] = 0;
+            }
+            warm.push(half);
+        }
+        warm.reverse();
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(warm);
+        Ok(())
+    }
+}
+
+/// Faults in `count` buffers of up to 1 MiB (half huge pages) ahead of their use: the next
+/// `count` small buffers [`HugeBuffer::new`] hands out, on any thread, are these.
+pub fn prefault_small_buffers(count: usize) -> std::io::Result<()> {
+    HALF_PAGES.prefault(count)
+}
+
 /// The process's half pages: the halves of a mapping may go to buffers on any threads.
 static HALF_PAGES: HalfPages = HalfPages::new();
 
@@ -334,6 +360,22 @@ mod tests {
         );
         let c = HugeBuffer::new(HALF_PAGE + 1).expect("map");
         assert_eq!(c.len(), HUGE_PAGE, "more than a half gets whole pages");
+    }
+
+    #[test]
+    fn prefaulted_halves_are_handed_out_next() {
+        let pages = HalfPages::new();
+        let first = pages.take().expect("map");
+        let lo = first.as_ptr() as usize;
+        pages.prefault(2).expect("fault in");
+        let next: Vec<usize> = (0..3)
+            .map(|_| pages.take().expect("map").as_ptr() as usize)
+            .collect();
+        assert_eq!(
+            next,
+            [lo + HALF_PAGE, lo + 2 * HALF_PAGE, lo + 3 * HALF_PAGE],
+            "the two faulted in, then the rest in address order"
+        );
     }
 
     #[test]
