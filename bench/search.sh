@@ -174,9 +174,13 @@ broker_ticks() { awk '{ print $14 + $15 }' "/proc/$BROKER_PID/stat"; }
 measure() { # COMMAND... -> "WALL CPU BROKER_CPU OUTPUT" on stdout
     local out times t0 t1 w0 w1 TIMEFORMAT='%3R %3U %3S'
     t0=$(broker_ticks)
+    # The command runs from this shell, not from a command substitution: that forked a
+    # subshell inside the timed span, and its fork and exit (about 1 ms here) counted as
+    # the command's time, for grep and rill alike.
     w0=$EPOCHREALTIME
-    times=$( { time "$@" >"$WORK/out" 2>/dev/null; } 2>&1 )
+    { time "$@" >"$WORK/out" 2>/dev/null; } 2>"$WORK/times"
     w1=$EPOCHREALTIME
+    times=$(<"$WORK/times")
     t1=$(broker_ticks)
     out=$(cat "$WORK/out")
     awk -v t="$times" -v w0="$w0" -v w1="$w1" -v b="$(( t1 - t0 ))" -v hz="$(getconf CLK_TCK)" \
