@@ -65,24 +65,40 @@ build_release() {
 
 # start_rill_broker DATA_DIR [more `rill broker` args]: starts "$RILL" broker on a free loopback
 # port, logging to $BROKER_LOG; once it accepts, PORT, BROKERS and BROKER_PID are set.
+# Ports are picked below the kernel's range for outgoing connections (which a busy machine's
+# clients hold, in TIME_WAIT too, and a connect test cannot see), and a port taken between the
+# test and the bind is retried with another.
 start_rill_broker() {
-    local data=$1 candidate
+    local data=$1 candidate attempt low
     shift
-    PORT=""
-    for _ in $(seq 100); do
-        candidate=$((20000 + RANDOM % 30000))
-        if ! port_in_use "$candidate"; then PORT=$candidate; break; fi
-    done
-    [ -n "$PORT" ] || die "found no free port"
-    BROKERS="127.0.0.1:$PORT"
+    low=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ "$low" -gt 11000 ] || low=32768
     mkdir -p "$data"
-    log "starting $RILL broker --listen $BROKERS --data-dir $data $*"
-    "$RILL" broker --listen "$BROKERS" --data-dir "$data" "$@" >"$BROKER_LOG" 2>&1 &
-    BROKER_PID=$!
-    for _ in $(seq 300); do
-        kill -0 "$BROKER_PID" 2>/dev/null || die "the broker exited during start-up"
-        port_in_use "$PORT" && break
-        sleep 0.1
+    for attempt in 1 2 3 4 5; do
+        PORT=""
+        for _ in $(seq 100); do
+            candidate=$((10000 + RANDOM % (low - 10000)))
+            if ! port_in_use "$candidate"; then PORT=$candidate; break; fi
+        done
+        [ -n "$PORT" ] || die "found no free port"
+        BROKERS="127.0.0.1:$PORT"
+        log "starting $RILL broker --listen $BROKERS --data-dir $data $*"
+        "$RILL" broker --listen "$BROKERS" --data-dir "$data" "$@" >"$BROKER_LOG" 2>&1 &
+        BROKER_PID=$!
+        for _ in $(seq 300); do
+            kill -0 "$BROKER_PID" 2>/dev/null || break
+            port_in_use "$PORT" && break
+            sleep 0.1
+        done
+        if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+            wait "$BROKER_PID" 2>/dev/null || true
+            if grep -q "already in use" "$BROKER_LOG" && [ "$attempt" -lt 5 ]; then
+                log "port $PORT was taken meanwhile; trying another"
+                continue
+            fi
+            die "the broker exited during start-up"
+        fi
+        break
     done
     port_in_use "$PORT" || die "the broker did not accept connections on $BROKERS within 30 s"
     log "broker pid $BROKER_PID is up on $BROKERS"

@@ -166,8 +166,9 @@ impl BatchQueue {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| scanner.scan(job)));
         // A batch scanned, the core goes to any thread waiting for it: one that has not yet
         // read its partition's answer queues that answer's batches for all to share. Without
-        // this, a partition thread that started while the others scanned waited up to 3 ms
-        // for a core (scheduler traces), and the others ran out of batches meanwhile.
+        // this (and before the readers started behind a gate), a partition thread that
+        // started while the others scanned waited up to 3 ms for a core (scheduler traces),
+        // and the others ran out of batches meanwhile. It costs a system call per batch.
         std::thread::yield_now();
         outcome
     }
