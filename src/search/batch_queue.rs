@@ -16,9 +16,10 @@ use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::search::batch::{self, BatchError, BatchHeader, Record, Scratch};
 use crate::search::error::SearchError;
@@ -56,48 +57,35 @@ pub(super) struct BatchQueue {
     stop: Arc<AtomicBool>,
 }
 
+#[derive(Default)]
 struct State {
     waiting: VecDeque<(u64, Job)>,
     done: HashMap<u64, Outcome>,
     next_id: u64,
+    /// The [`Fetching`]s alive.
     fetching: usize,
 }
 
 impl BatchQueue {
-    /// A queue for `fetching` partition threads, each of which holds a [`Fetching`] until
-    /// it queues nothing more.
-    pub(super) fn new(fetching: usize, stop: Arc<AtomicBool>) -> Arc<BatchQueue> {
+    pub(super) fn new(stop: Arc<AtomicBool>) -> Arc<BatchQueue> {
         Arc::new(BatchQueue {
-            state: Mutex::new(State {
-                waiting: VecDeque::new(),
-                done: HashMap::new(),
-                next_id: 0,
-                fetching,
-            }),
+            state: Mutex::new(State::default()),
             changed: Condvar::new(),
             stop,
         })
     }
 
-    /// What a partition thread holds while it may queue batches.
+    /// What a partition thread holds while it may queue batches: threads that help wait for
+    /// batches while any is held. Each is taken before the threads start.
     pub(super) fn fetching(self: &Arc<BatchQueue>) -> Fetching {
+        self.state.lock().fetching += 1;
         Fetching(self.clone())
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn wait_for_change<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        self.changed
-            .wait(state)
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues `jobs`, in order; their tickets, for [`BatchQueue::result`].
     pub(super) fn queue(&self, jobs: Vec<Job>) -> Range<u64> {
         let count = jobs.len() as u64;
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         let first = state.next_id;
         state.next_id += count;
         state.waiting.extend((first..).zip(jobs));
@@ -109,51 +97,56 @@ impl BatchQueue {
     /// The result of the batch with ticket `id`, scanning queued batches (any partition's)
     /// with `scanner` until it is there.
     pub(super) fn result(&self, id: u64, scanner: &mut BatchScanner) -> Result<Done, SearchError> {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         loop {
             if let Some(outcome) = state.done.remove(&id) {
                 return unwrap_outcome(outcome);
             }
-            if let Some((next, job)) = state.waiting.pop_front() {
-                drop(state);
-                let outcome = self.scan(&job, scanner);
-                if next == id {
-                    return unwrap_outcome(outcome);
+            match state.waiting.pop_front() {
+                Some((next, job)) => {
+                    drop(state);
+                    let outcome = self.scan(&job, scanner);
+                    if next == id {
+                        return unwrap_outcome(outcome);
+                    }
+                    state = self.store(next, outcome);
                 }
-                state = self.lock();
-                state.done.insert(next, outcome);
-                self.changed.notify_all();
-                continue;
+                None => self.changed.wait(&mut state),
             }
-            state = self.wait_for_change(state);
         }
     }
 
     /// Scans other partitions' batches with `scanner` until no partition thread is fetching.
     pub(super) fn help(&self, scanner: &mut BatchScanner) {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         loop {
-            if let Some((next, job)) = state.waiting.pop_front() {
-                drop(state);
-                let outcome = self.scan(&job, scanner);
-                state = self.lock();
-                state.done.insert(next, outcome);
-                self.changed.notify_all();
-            } else if state.fetching == 0 || self.stop.load(Ordering::Relaxed) {
-                return;
-            } else {
-                state = self.wait_for_change(state);
+            match state.waiting.pop_front() {
+                Some((next, job)) => {
+                    drop(state);
+                    let outcome = self.scan(&job, scanner);
+                    state = self.store(next, outcome);
+                }
+                None if state.fetching == 0 || self.stop.load(Ordering::Relaxed) => return,
+                None => self.changed.wait(&mut state),
             }
         }
     }
 
     /// Forgets the batches of `ids` that a partition thread gave up on (its search stopped or
-    /// failed): queued ones are not scanned, scanned ones are dropped. One another thread is
-    /// scanning at that moment leaves its result behind, until the queue goes.
+    /// failed): queued ones are not scanned, scanned ones are dropped. One that another
+    /// thread is scanning at that moment leaves its result behind, until the queue goes.
     pub(super) fn forget(&self, ids: Range<u64>) {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         state.waiting.retain(|(id, _)| !ids.contains(id));
         state.done.retain(|id, _| !ids.contains(id));
+    }
+
+    /// Leaves the outcome of ticket `id` for its partition thread; the lock, still held.
+    fn store(&self, id: u64, outcome: Outcome) -> MutexGuard<'_, State> {
+        let mut state = self.state.lock();
+        state.done.insert(id, outcome);
+        self.changed.notify_all();
+        state
     }
 
     fn scan(&self, job: &Job, scanner: &mut BatchScanner) -> Outcome {
@@ -184,7 +177,7 @@ pub(super) struct Fetching(Arc<BatchQueue>);
 
 impl Drop for Fetching {
     fn drop(&mut self) {
-        self.0.lock().fetching -= 1;
+        self.0.state.lock().fetching -= 1;
         self.0.changed.notify_all();
     }
 }
@@ -307,7 +300,7 @@ mod tests {
     #[test]
     fn another_thread_scans_the_batches_and_their_results_come_back_in_order() {
         let options = options(false);
-        let queue = BatchQueue::new(1, Arc::new(AtomicBool::new(false)));
+        let queue = BatchQueue::new(Arc::new(AtomicBool::new(false)));
         let fetching = queue.fetching();
         let tickets = queue.queue(jobs(0));
         let helper = {
@@ -319,7 +312,7 @@ mod tests {
         };
         // The helper takes every batch while this thread waits.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !queue.lock().waiting.is_empty() {
+        while !queue.state.lock().waiting.is_empty() {
             assert!(std::time::Instant::now() < deadline, "no thread helped");
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
@@ -343,7 +336,7 @@ mod tests {
     #[test]
     fn the_waiting_reader_scans_queued_batches_itself() {
         let options = options(true);
-        let queue = BatchQueue::new(1, Arc::new(AtomicBool::new(false)));
+        let queue = BatchQueue::new(Arc::new(AtomicBool::new(false)));
         let mut scanner = BatchScanner::new(&options).expect("scanner");
         let matched: u64 = queue
             .queue(jobs(0))
@@ -356,20 +349,20 @@ mod tests {
             })
             .sum();
         assert_eq!(matched, (5..40).filter(|o| o % 3 == 0).count() as u64);
-        let state = queue.lock();
+        let state = queue.state.lock();
         assert!(state.waiting.is_empty() && state.done.is_empty());
     }
 
     #[test]
     fn forgotten_batches_are_not_scanned_and_stopped_searches_scan_nothing() {
         let stop = Arc::new(AtomicBool::new(false));
-        let queue = BatchQueue::new(1, stop.clone());
+        let queue = BatchQueue::new(stop.clone());
         let mut scanner = BatchScanner::new(&options(false)).expect("scanner");
         let tickets = queue.queue(jobs(0));
         let first = tickets.start;
         queue.result(first, &mut scanner).expect("scanned");
         queue.forget(tickets);
-        let state = queue.lock();
+        let state = queue.state.lock();
         assert!(state.waiting.is_empty() && state.done.is_empty());
         drop(state);
 
@@ -387,7 +380,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_batch_is_an_error_for_its_partition() {
-        let queue = BatchQueue::new(1, Arc::new(AtomicBool::new(false)));
+        let queue = BatchQueue::new(Arc::new(AtomicBool::new(false)));
         let mut scanner = BatchScanner::new(&options(false)).expect("scanner");
         let mut jobs = jobs(0);
         let mut raw = jobs[1].raw.to_vec();

@@ -219,28 +219,20 @@ struct Shared {
 /// last was read last, while the cores had nothing left to share.
 #[derive(Default)]
 struct StartGate {
-    open: std::sync::Mutex<bool>,
-    opened: std::sync::Condvar,
+    open: parking_lot::Mutex<bool>,
+    opened: parking_lot::Condvar,
 }
 
 impl StartGate {
     fn wait(&self) {
-        let open = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        drop(
-            self.opened
-                .wait_while(open, |open| !*open)
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let mut open = self.open.lock();
+        while !*open {
+            self.opened.wait(&mut open);
+        }
     }
 
     fn open(&self) {
-        *self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        *self.open.lock() = true;
         self.opened.notify_all();
     }
 }

@@ -157,8 +157,7 @@ impl Prepared {
         items: &SyncSender<(usize, Item)>,
     ) -> Result<usize, SearchError> {
         let count = self.partitions.len();
-        let fetching = self.partitions.iter().filter(|p| p.fetch.is_some()).count();
-        let queue = BatchQueue::new(fetching, shared.stop.clone());
+        let queue = BatchQueue::new(shared.stop.clone());
         for PreparedPartition {
             index,
             range,
@@ -181,7 +180,7 @@ impl Prepared {
 
 /// Faults in, on a thread of its own while the connections are set up, the buffers the
 /// partition readers will take first: a response buffer and a decompression buffer each,
-/// for one reader more than there are cores (at most one mapping of eight). The first
+/// for one reader more than there are cores (at most one mapping's worth). The first
 /// touch of a huge page clears it; done here, on the core that idles until the readers
 /// start, instead of on the cores that scan (A/B over 400 interleaved runs: a `--since`
 /// search over the newest 10 % took 9.37 ms with, 9.64 without).
@@ -190,7 +189,7 @@ fn prefault_buffers() {
         .name("search-prefault".into())
         .spawn(|| {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            if let Err(e) = huge_pages::prefault_small_buffers((2 * (cores + 1)).min(8)) {
+            if let Err(e) = huge_pages::prefault_small_buffers(2 * (cores + 1)) {
                 tracing::debug!(error = %e, "cannot fault in buffers ahead");
             }
         });

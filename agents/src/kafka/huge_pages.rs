@@ -73,9 +73,7 @@ impl HalfPages {
         *spare = halves;
         Ok(first)
     }
-}
 
-impl HalfPages {
     /// Faults in `halves` halves (mapping more as needed) and puts them first in line.
     fn prefault(&self, halves: usize) -> std::io::Result<()> {
         let mut warm = Vec::with_capacity(halves);
@@ -95,10 +93,11 @@ impl HalfPages {
     }
 }
 
-/// Faults in `count` buffers of up to 1 MiB (half huge pages) ahead of their use: the next
-/// `count` small buffers [`HugeBuffer::new`] hands out, on any thread, are these.
+/// Faults in `count` buffers of up to 1 MiB (half huge pages) ahead of their use, at most
+/// one mapping's worth: the next small buffers [`HugeBuffer::new`] hands out, on any
+/// thread, are these.
 pub fn prefault_small_buffers(count: usize) -> std::io::Result<()> {
-    HALF_PAGES.prefault(count)
+    HALF_PAGES.prefault(count.min(2 * PAGES_PER_MAPPING))
 }
 
 /// The process's half pages: the halves of a mapping may go to buffers on any threads.
