@@ -1,22 +1,19 @@
 //! Kafka record batches (message format v2, Kafka 0.11 and later) as a Fetch returns them:
 //! split into batches, check the CRC-32C, decompress (none, gzip, snappy, lz4, zstd) and
-//! index the records without copying them. The scanner then works on whole decompressed
-//! batches; nothing is allocated per record.
+//! index the records without copying them, a window of them at a time (see
+//! [`crate::search::inflate`]); nothing is allocated per record.
 
-use std::io::Read;
 use std::ops::Range;
 
-use rill_agent::kafka::huge_pages::HugeBuffer;
-
-use crate::search::lz4_frame;
+use crate::search::inflate::{Inflate, Window};
 
 /// The fixed part of a v2 batch, up to and including the record count.
 pub const HEADER_LEN: usize = 61;
 /// Bytes before `attributes`, where the CRC-32C's span starts.
 const CRC_START: usize = 21;
-/// Batches a broker sends are at most its max message size (1 MB by default); a decompressed
-/// batch larger than this is refused rather than allocated.
-const MAX_DECOMPRESSED: u64 = 1 << 30;
+/// The most records handed to the scan at once: the index of them stays small (32 bytes a
+/// record) whatever a batch or a window holds.
+const RECORDS_AT_ONCE: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
@@ -31,7 +28,7 @@ pub enum BatchError {
     Magic { offset: i64, magic: i8 },
     #[error("record batch at offset {offset}: unknown compression codec {codec}")]
     Codec { offset: i64, codec: u8 },
-    #[error("cannot map memory to decompress record batches into: {0}")]
+    #[error("cannot allocate memory to decompress record batches into: {0}")]
     Buffer(std::io::Error),
     #[error("record batch at offset {offset}: cannot decompress {codec}: {cause}")]
     Decompress {
@@ -207,53 +204,123 @@ impl Record {
     }
 }
 
-/// Decompresses the batch's records into `scratch` when compressed and indexes them into
-/// `out` (cleared first). Returns the bytes the records' ranges point into.
+/// Decodes the batch's records and hands them to `each` a window at a time, in offset
+/// order: the bytes the records' ranges point into, and the records. A compressed batch is
+/// decompressed into `window`; an uncompressed one is indexed where it lies. `records` is
+/// the index, kept between calls.
 ///
 /// The CRC is not checked here (as librdkafka does not by default, `check.crcs=false`): the
 /// broker checks it when the batch is produced and when it recovers its log, and checking it
 /// again cost a tenth of a search's time. [`check_crc`] is there for callers that want it.
-pub fn decode<'a>(
+pub fn decode(
     header: &BatchHeader,
-    batch: &'a [u8],
-    scratch: &'a mut Scratch,
-    out: &mut Vec<Record>,
-) -> Result<&'a [u8], BatchError> {
-    out.clear();
+    batch: &[u8],
+    window: &mut Window,
+    records: &mut Vec<Record>,
+    mut each: impl FnMut(&[u8], &[Record]) -> Result<(), BatchError>,
+) -> Result<(), BatchError> {
     let offset = header.base_offset;
     let body = &batch[HEADER_LEN..];
-    let data: &[u8] = match header.codec() {
-        0 => body,
-        codec => {
-            let dst = scratch.prepare().map_err(BatchError::Buffer)?;
-            let len = decompress(codec, body, dst).map_err(|(codec, source)| match source {
-                Some(cause) => BatchError::Decompress {
-                    offset,
-                    codec,
-                    cause,
-                },
-                None => BatchError::Codec {
-                    offset,
-                    codec: header.codec(),
-                },
-            })?;
-            &dst[..len]
+    let mut remaining =
+        usize::try_from(header.record_count).map_err(|_| BatchError::Malformed {
+            offset,
+            what: "negative count",
+        })?;
+    if header.codec() == 0 {
+        let mut pos = 0;
+        while remaining > 0 {
+            records.clear();
+            pos = index(
+                header,
+                body,
+                pos,
+                remaining.min(RECORDS_AT_ONCE),
+                true,
+                records,
+            )?;
+            remaining -= records.len();
+            each(body, records)?;
         }
+        return Ok(());
+    }
+    let Some((codec, inflate)) = Inflate::new(header.codec(), body) else {
+        return Err(BatchError::Codec {
+            offset,
+            codec: header.codec(),
+        });
     };
-    let malformed = |what| BatchError::Malformed { offset, what };
-    let count = usize::try_from(header.record_count).map_err(|_| malformed("negative count"))?;
+    let failed = |cause: std::io::Error| match cause.kind() {
+        std::io::ErrorKind::OutOfMemory => BatchError::Buffer(cause),
+        _ => BatchError::Decompress {
+            offset,
+            codec,
+            cause,
+        },
+    };
+    let mut inflate = inflate.map_err(failed)?;
+    window.clear();
+    let mut ended = false;
+    while remaining > 0 {
+        if !ended {
+            ended = inflate.fill(window).map_err(failed)?;
+        }
+        records.clear();
+        let held = window.held();
+        let end = index(
+            header,
+            held,
+            0,
+            remaining.min(RECORDS_AT_ONCE),
+            ended,
+            records,
+        )?;
+        remaining -= records.len();
+        if !records.is_empty() {
+            each(&held[..end], records)?;
+        }
+        window.consume(end);
+    }
+    Ok(())
+}
+
+/// Indexes the records that lie whole in `data` from `pos`, at most `wanted` of them, into
+/// `out`, and returns where the last one ends. A record cut off at the end of `data` is left
+/// for the next window, unless the data has `ended`: then it is an error, as it is when
+/// fewer than `wanted` records are left.
+fn index(
+    header: &BatchHeader,
+    data: &[u8],
+    mut pos: usize,
+    wanted: usize,
+    ended: bool,
+    out: &mut Vec<Record>,
+) -> Result<usize, BatchError> {
+    let malformed = |what| BatchError::Malformed {
+        offset: header.base_offset,
+        what,
+    };
     // Each record takes at least 7 bytes: no allocation on a count the data cannot hold.
-    out.reserve(count.min(data.len() / 7));
+    out.reserve(wanted.min((data.len() - pos.min(data.len())) / 7));
     let log_append_time = header.log_append_time();
-    let mut pos = 0;
-    for _ in 0..count {
+    while out.len() < wanted {
         let start = pos;
-        let len = varint(data, &mut pos).ok_or_else(|| malformed("truncated record"))?;
+        let Some(len) = varint(data, &mut pos) else {
+            // A varint takes at most 10 bytes: with that many left, this is no varint.
+            if ended || data.len() - start >= 10 {
+                return Err(malformed("truncated record"));
+            }
+            return Ok(start);
+        };
         let end = usize::try_from(len)
             .ok()
             .and_then(|l| pos.checked_add(l))
-            .filter(|&e| e <= data.len())
             .ok_or_else(|| malformed("record longer than its batch"))?;
+        if end > data.len() {
+            if ended {
+                return Err(malformed("record longer than its batch"));
+            }
+            return Ok(start);
+        }
         let rec = &data[..end];
         pos += 1; // attributes
         let ts_delta = varint(rec, &mut pos).ok_or_else(|| malformed("bad timestamp"))?;
@@ -269,7 +336,7 @@ pub fn decode<'a>(
         });
         pos = end;
     }
-    Ok(data)
+    Ok(pos)
 }
 
 /// Whether the batch's CRC-32C (over everything from its attributes on) is right.
@@ -339,127 +406,6 @@ fn bytes_field(buf: &[u8], pos: &mut usize) -> Option<Option<Range<usize>>> {
     Some(Some(start..end))
 }
 
-/// Decompresses `src` into the start of `dst` and returns the decompressed length. `dst` is
-/// kept between batches at the largest size needed so far: reading into it costs no
-/// clearing, no page faults and no copies through the codec's own buffer. The error names
-/// the codec and carries the cause, or `None` for a codec that does not exist.
-fn decompress(
-    codec: u8,
-    src: &[u8],
-    dst: &mut HugeBuffer,
-) -> Result<usize, (&'static str, Option<std::io::Error>)> {
-    match codec {
-        1 => read_all(&mut flate2::read::MultiGzDecoder::new(src), dst)
-            .map_err(|e| ("gzip", Some(e))),
-        2 => snappy(src, dst).map_err(|e| ("snappy", Some(e))),
-        3 => lz4(src, dst).map_err(|e| ("lz4", Some(e))),
-        4 => zstd::stream::read::Decoder::with_buffer(src)
-            .and_then(|mut d| read_all(&mut d, dst))
-            .map_err(|e| ("zstd", Some(e))),
-        _ => Err(("unknown", None)),
-    }
-}
-
-/// The decompression buffer's first size: a batch producers close at about 1 MB.
-const SCRATCH_BYTES: usize = 1 << 20;
-
-/// The buffer batches are decompressed into, kept between batches (huge pages: a search
-/// decompresses gigabytes through it). Made at its first size when first needed, or before
-/// by [`Scratch::prepare`]; grown when a batch needs more.
-#[derive(Default)]
-pub struct Scratch(Option<HugeBuffer>);
-
-impl Scratch {
-    /// The buffer, made and faulted in now if it is not yet: a reader calls this while its
-    /// first fetch is on the way rather than when the first batch arrives.
-    pub fn prepare(&mut self) -> std::io::Result<&mut HugeBuffer> {
-        let buffer = match &mut self.0 {
-            Some(buffer) => buffer,
-            empty => {
-                let mut buffer = HugeBuffer::new(SCRATCH_BYTES)?;
-                for page in buffer.chunks_mut(4096) {
-                    page[0] = 0;
-                }
-                empty.insert(buffer)
-            }
-        };
-        Ok(buffer)
-    }
-}
-
-/// Makes room in `dst` for `len` bytes, keeping its first `keep`; a batch that claims to be
-/// larger than any batch is refused rather than allocated.
-fn grow(dst: &mut HugeBuffer, len: usize, keep: usize) -> std::io::Result<()> {
-    if len as u64 > MAX_DECOMPRESSED {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "larger than any batch",
-        ));
-    }
-    dst.grow(len, keep)
-}
-
-/// An LZ4 frame into `dst` from its start, growing it as needed; the decompressed length.
-fn lz4(src: &[u8], dst: &mut HugeBuffer) -> std::io::Result<usize> {
-    loop {
-        match lz4_frame::decompress(src, dst)? {
-            Some(len) => return Ok(len),
-            None => grow(dst, dst.len() * 2, 0)?,
-        }
-    }
-}
-
-/// Reads `reader` to its end into `dst` from its start, growing it as needed; the length read.
-fn read_all(reader: &mut dyn Read, dst: &mut HugeBuffer) -> std::io::Result<usize> {
-    let mut filled = 0;
-    loop {
-        if filled == dst.len() {
-            grow(dst, dst.len() * 2, filled)?;
-        }
-        match reader.read(&mut dst[filled..]) {
-            Ok(0) => return Ok(filled),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Snappy as Kafka clients write it: the Java client frames blocks the xerial way (a magic
-/// header, then length-prefixed blocks), librdkafka writes one raw block. Both are read.
-fn snappy(src: &[u8], dst: &mut HugeBuffer) -> std::io::Result<usize> {
-    const XERIAL: &[u8] = b"\x82SNAPPY\x00";
-    let invalid = |e: snap::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-    let mut decoder = snap::raw::Decoder::new();
-    let mut filled = 0;
-    let mut block = |block: &[u8], dst: &mut HugeBuffer| -> std::io::Result<()> {
-        let n = snap::raw::decompress_len(block).map_err(invalid)?;
-        grow(dst, filled + n, filled)?;
-        filled += decoder
-            .decompress(block, &mut dst[filled..filled + n])
-            .map_err(invalid)?;
-        Ok(())
-    };
-    if !src.starts_with(XERIAL) {
-        block(src, dst)?;
-        return Ok(filled);
-    }
-    // Magic (8), version (4), compatible version (4), then blocks.
-    let mut rest = src.get(16..).unwrap_or_default();
-    while !rest.is_empty() {
-        let truncated =
-            || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "truncated block");
-        let len = rest
-            .get(..4)
-            .map(|l| u32::from_be_bytes(l.try_into().expect("4 bytes")) as usize)
-            .ok_or_else(truncated)?;
-        let data = rest.get(4..4 + len).ok_or_else(truncated)?;
-        block(data, dst)?;
-        rest = &rest[4 + len..];
-    }
-    Ok(filled)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -526,37 +472,40 @@ pub(crate) mod tests {
     /// Decodes every batch of `bytes` back into specs.
     fn decode_all(bytes: &[u8]) -> Result<Vec<(i64, Spec)>, BatchError> {
         let mut out = Vec::new();
-        let (mut scratch, mut records) = (Scratch::default(), Vec::new());
+        let (mut window, mut records) = (Window::default(), Vec::new());
         for item in batches(bytes) {
             let (header, raw) = item?;
-            let data = decode(&header, raw, &mut scratch, &mut records)?;
-            for r in &records {
-                let parts = r.parts(data).ok_or(BatchError::Malformed {
-                    offset: r.offset,
-                    what: "bad record",
-                })?;
-                let mut headers = Vec::new();
-                let mut pos = parts.headers.start;
-                for _ in 0..parts.header_count {
-                    let k = bytes_field(&data[..r.span.end], &mut pos).unwrap().unwrap();
-                    let v = bytes_field(&data[..r.span.end], &mut pos).unwrap().unwrap();
-                    headers.push((
-                        String::from_utf8(data[k].to_vec()).unwrap(),
-                        data[v].to_vec(),
-                    ));
+            decode(&header, raw, &mut window, &mut records, |data, records| {
+                for r in records {
+                    out.push((r.offset, spec_of(data, r)?));
                 }
-                out.push((
-                    r.offset,
-                    (
-                        r.timestamp,
-                        parts.key.clone().map(|k| data[k].to_vec()),
-                        parts.value.clone().map(|v| data[v].to_vec()),
-                        headers,
-                    ),
-                ));
-            }
+                Ok(())
+            })?;
         }
         Ok(out)
+    }
+
+    fn spec_of(data: &[u8], r: &Record) -> Result<Spec, BatchError> {
+        let parts = r.parts(data).ok_or(BatchError::Malformed {
+            offset: r.offset,
+            what: "bad record",
+        })?;
+        let mut headers = Vec::new();
+        let mut pos = parts.headers.start;
+        for _ in 0..parts.header_count {
+            let k = bytes_field(&data[..r.span.end], &mut pos).unwrap().unwrap();
+            let v = bytes_field(&data[..r.span.end], &mut pos).unwrap().unwrap();
+            headers.push((
+                String::from_utf8(data[k].to_vec()).unwrap(),
+                data[v].to_vec(),
+            ));
+        }
+        Ok((
+            r.timestamp,
+            parts.key.clone().map(|k| data[k].to_vec()),
+            parts.value.clone().map(|v| data[v].to_vec()),
+            headers,
+        ))
     }
 
     const CODECS: [Compression; 5] = [
@@ -567,13 +516,14 @@ pub(crate) mod tests {
         Compression::Zstd,
     ];
 
-    /// A batch that decompresses to more than the first buffer (2 MiB) makes it grow, in
-    /// every codec; a size no batch has is refused without allocating it.
+    /// A batch many windows long, with records larger than a window among them, decodes
+    /// whole in every codec; the windows come in offset order and hold each record whole.
     #[test]
-    fn the_buffer_grows_for_large_batches_and_refuses_absurd_ones() {
+    fn batches_larger_than_a_window_and_records_larger_than_one_decode() {
         let specs: Vec<Spec> = (0..3000)
             .map(|i| {
-                let value = format!("{i:08} {}", "x".repeat(1000)).into_bytes();
+                let pad = if i % 1000 == 999 { 700_000 } else { 1000 };
+                let value = format!("{i:08} {}", "x".repeat(pad)).into_bytes();
                 (i, None, Some(value), vec![])
             })
             .collect();
@@ -581,12 +531,58 @@ pub(crate) mod tests {
             let bytes = encode(0, &specs, codec);
             let decoded = decode_all(&bytes).unwrap();
             assert_eq!(decoded.len(), specs.len(), "{codec:?}");
-            assert_eq!(decoded[2999].1, specs[2999], "{codec:?}");
+            for (i, (offset, got)) in decoded.iter().enumerate() {
+                assert_eq!(*offset, i as i64, "{codec:?}");
+                assert_eq!(got, &specs[i], "{codec:?} record {i}");
+            }
+            let (header, raw) = batches(&bytes).next().unwrap().unwrap();
+            let (mut window, mut records, mut windows) = (Window::default(), Vec::new(), 0);
+            decode(&header, raw, &mut window, &mut records, |_, records| {
+                windows += 1;
+                assert!(records.len() <= RECORDS_AT_ONCE);
+                Ok(())
+            })
+            .unwrap();
+            // Uncompressed records are indexed where they lie, RECORDS_AT_ONCE at a time.
+            let least = if matches!(codec, Compression::None) {
+                1
+            } else {
+                3
+            };
+            assert!(windows >= least, "{codec:?}: {windows} windows");
         }
-        let mut dst = HugeBuffer::new(1).unwrap();
-        let refused = grow(&mut dst, MAX_DECOMPRESSED as usize + 1, 0).unwrap_err();
-        assert!(refused.to_string().contains("larger than any batch"));
-        assert_eq!(dst.len(), 1 << 20, "half a huge page");
+    }
+
+    /// A compressed batch whose records run past the decompressed data, or that has fewer
+    /// records than its count, is malformed, however the windows fall.
+    #[test]
+    fn records_cut_off_by_the_end_of_the_data_are_malformed() {
+        let specs: Vec<Spec> = (0..2000)
+            .map(|i| {
+                (
+                    i,
+                    None,
+                    Some(format!("{i:08} {}", "y".repeat(300)).into_bytes()),
+                    vec![],
+                )
+            })
+            .collect();
+        for codec in [Compression::Lz4, Compression::Gzip, Compression::Zstd] {
+            let mut bytes = encode(0, &specs, codec);
+            // One record more than the batch holds.
+            bytes[57..61].copy_from_slice(&2001i32.to_be_bytes());
+            let err = decode_all(&bytes).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    BatchError::Malformed {
+                        what: "truncated record",
+                        ..
+                    }
+                ),
+                "{codec:?}: {err}"
+            );
+        }
     }
 
     fn spec() -> impl Strategy<Value = Spec> {
@@ -715,10 +711,13 @@ pub(crate) mod tests {
             Compression::None,
         );
         let (h, raw) = batches(&bytes).next().unwrap().unwrap();
-        let (mut scratch, mut records) = (Scratch::default(), Vec::new());
-        let data = decode(&h, raw, &mut scratch, &mut records).unwrap();
-        let parts = records[0].parts(data).unwrap();
-        assert_eq!(header(data, &parts, "level"), Some(&b"error"[..]));
-        assert_eq!(header(data, &parts, "source"), None);
+        let (mut window, mut records) = (Window::default(), Vec::new());
+        decode(&h, raw, &mut window, &mut records, |data, records| {
+            let parts = records[0].parts(data).unwrap();
+            assert_eq!(header(data, &parts, "level"), Some(&b"error"[..]));
+            assert_eq!(header(data, &parts, "source"), None);
+            Ok(())
+        })
+        .unwrap();
     }
 }

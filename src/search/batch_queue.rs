@@ -21,8 +21,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::search::batch::{self, BatchError, BatchHeader, Record, Scratch};
+use crate::search::batch::{self, BatchError, BatchHeader, Record};
 use crate::search::error::SearchError;
+use crate::search::inflate::Window;
 use crate::search::scan::{scan_batch, Scanned};
 use crate::search::{Hit, Options};
 
@@ -184,58 +185,67 @@ impl Drop for Fetching {
 
 /// A thread's means to scan any partition's batches: its own copy of the search options
 /// (each regex copy keeps its own match cache: a shared one is a lock taken on every
-/// search), decompression buffer and record index.
+/// search), decompression window and record index.
 pub(super) struct BatchScanner {
     options: Options,
-    scratch: Scratch,
+    window: Window,
     records: Vec<Record>,
     candidates: Vec<(usize, Option<Range<usize>>)>,
 }
 
 impl BatchScanner {
-    /// Makes the decompression buffer and the matcher's caches now (a thread calls this
+    /// Makes the decompression window and the matcher's caches now (a thread calls this
     /// while its first fetch is on the way) rather than when the first batch arrives.
     pub(super) fn new(options: &Options) -> Result<BatchScanner, BatchError> {
         let mut scanner = BatchScanner {
             options: options.clone(),
-            scratch: Scratch::default(),
+            window: Window::default(),
             records: Vec::new(),
             candidates: Vec::new(),
         };
-        scanner.scratch.prepare().map_err(BatchError::Buffer)?;
+        scanner.window.prepare().map_err(BatchError::Buffer)?;
         scanner.options.matcher.scan_find(b"", 0..0);
         Ok(scanner)
     }
 
-    /// Decodes one batch: its records' data and index.
-    pub(super) fn decode<'a>(
-        &'a mut self,
+    /// Decodes one batch, handing its records to `each` a window at a time.
+    pub(super) fn decode(
+        &mut self,
         header: &BatchHeader,
-        raw: &'a [u8],
-    ) -> Result<(&'a [u8], &'a [Record]), BatchError> {
-        let data = batch::decode(header, raw, &mut self.scratch, &mut self.records)
-            .map_err(|cause| undecodable(header, raw, cause))?;
-        Ok((data, &self.records))
+        raw: &[u8],
+        each: impl FnMut(&[u8], &[Record]) -> Result<(), BatchError>,
+    ) -> Result<(), BatchError> {
+        batch::decode(header, raw, &mut self.window, &mut self.records, each)
+            .map_err(|cause| undecodable(header, raw, cause))
     }
 
     fn scan(&mut self, job: &Job) -> Result<Done, SearchError> {
-        let failed = |cause| SearchError::Batch {
-            partition: job.what.to_string(),
-            cause,
-        };
-        let data = batch::decode(&job.header, &job.raw, &mut self.scratch, &mut self.records)
-            .map_err(|cause| failed(undecodable(&job.header, &job.raw, cause)))?;
+        let mut scanned = Scanned::default();
         let mut hits = Vec::new();
-        let scanned = scan_batch(
-            &self.options,
-            job.partition,
-            data,
-            &self.records,
-            job.offsets.clone(),
-            &mut self.candidates,
-            &mut hits,
+        let (options, candidates) = (&self.options, &mut self.candidates);
+        batch::decode(
+            &job.header,
+            &job.raw,
+            &mut self.window,
+            &mut self.records,
+            |data, records| {
+                let window = scan_batch(
+                    options,
+                    job.partition,
+                    data,
+                    records,
+                    job.offsets.clone(),
+                    candidates,
+                    &mut hits,
+                )?;
+                scanned.add(&window);
+                Ok(())
+            },
         )
-        .map_err(|cause| failed(undecodable(&job.header, &job.raw, cause)))?;
+        .map_err(|cause| SearchError::Batch {
+            partition: job.what.to_string(),
+            cause: undecodable(&job.header, &job.raw, cause),
+        })?;
         Ok(Done { scanned, hits })
     }
 }

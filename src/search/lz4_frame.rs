@@ -1,17 +1,24 @@
 //! LZ4 frames (the framing Kafka's lz4 codec uses in record batches v2) decompressed
-//! straight from the fetched bytes into the scan buffer, with one liblz4 context per thread.
+//! straight from the fetched bytes into the scan window a block at a time, with one liblz4
+//! context per thread.
 //!
 //! Why not the lz4 crate's `Decoder`: it is a `Read` over a 32 KiB staging buffer, so every
 //! compressed byte was copied once more on its way in, liblz4 copied again each block that
 //! straddled two stagings, and each batch allocated and zeroed a new staging buffer and
 //! context. That was a tenth of a search's decompression time.
+//!
+//! Why a block at a time: liblz4 decodes a block straight into the caller's buffer only when
+//! the buffer has room for a whole block; handed the rest of the frame, it goes on into the
+//! next block and, short of room, decodes that into its own buffer and copies it out. Fed
+//! exactly one block, with the room for one, it never copies.
 
 use std::cell::RefCell;
 use std::ffi::CStr;
 
 use lz4::liblz4::{
-    LZ4FDecompressOptions, LZ4FDecompressionContext, LZ4F_createDecompressionContext,
-    LZ4F_decompress, LZ4F_freeDecompressionContext, LZ4F_getErrorName, LZ4F_isError,
+    BlockChecksum, BlockMode, BlockSize, ContentChecksum, FrameType, LZ4FDecompressOptions,
+    LZ4FDecompressionContext, LZ4FFrameInfo, LZ4F_createDecompressionContext, LZ4F_decompress,
+    LZ4F_freeDecompressionContext, LZ4F_getErrorName, LZ4F_getFrameInfo, LZ4F_isError,
     LZ4F_resetDecompressionContext, LZ4F_VERSION,
 };
 
@@ -25,6 +32,11 @@ impl Context {
         let code = unsafe { LZ4F_createDecompressionContext(&mut ctx, LZ4F_VERSION) };
         check(code)?;
         Ok(Context(ctx))
+    }
+
+    fn reset(&mut self) {
+        // SAFETY: a valid context; resetting discards the frame in progress.
+        unsafe { LZ4F_resetDecompressionContext(self.0) };
     }
 }
 
@@ -50,58 +62,131 @@ fn check(code: usize) -> std::io::Result<usize> {
     }
 }
 
+fn cut_short() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the frame is cut short")
+}
+
 thread_local! {
+    /// The thread's context, lent to one [`Frame`] at a time.
     static CONTEXT: RefCell<Option<Context>> = const { RefCell::new(None) };
 }
 
-/// Decompresses the LZ4 frame at the start of `src` into the start of `dst`: its
-/// decompressed length, or `None` when `dst` is too small for it (the caller grows it, as it
-/// does for every codec, and calls again). Bytes after the frame are ignored, as Kafka's
-/// consumers do.
-pub fn decompress(src: &[u8], dst: &mut [u8]) -> std::io::Result<Option<usize>> {
-    CONTEXT.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let ctx = match cell.as_mut() {
+/// One LZ4 frame being decoded, block by block. Bytes after the frame are ignored, as
+/// Kafka's consumers do.
+pub struct Frame<'a> {
+    /// The thread's context, given back when the frame is dropped.
+    ctx: Option<Context>,
+    src: &'a [u8],
+    /// Where the next block (or the end mark) starts in `src`.
+    pos: usize,
+    max_block: usize,
+    block_checksum: bool,
+    content_checksum: bool,
+    ended: bool,
+}
+
+impl<'a> Frame<'a> {
+    /// Reads the frame header at the start of `src`.
+    pub fn new(src: &'a [u8]) -> std::io::Result<Frame<'a>> {
+        let ctx = match CONTEXT.with(|cell| cell.borrow_mut().take()) {
             Some(ctx) => ctx,
-            None => cell.insert(Context::new()?),
+            None => Context::new()?,
         };
-        let attempt = attempt(ctx, src, dst);
-        if !matches!(attempt, Ok(Some(_))) {
-            // The frame is left half done (the next call starts over into a larger buffer:
-            // with `stable_dst`, liblz4 keeps pointers into the output it wrote, which the
-            // buffer's move would leave dangling).
-            reset(ctx);
+        let raw = ctx.0;
+        // From here on the context goes back to the thread when `frame` is dropped.
+        let mut frame = Frame {
+            ctx: Some(ctx),
+            src,
+            pos: 0,
+            max_block: 0,
+            block_checksum: false,
+            content_checksum: false,
+            ended: false,
+        };
+        let mut info = LZ4FFrameInfo {
+            block_size_id: BlockSize::Default,
+            block_mode: BlockMode::Linked,
+            content_checksum_flag: ContentChecksum::NoChecksum,
+            frame_type: FrameType::Frame,
+            content_size: 0,
+            dict_id: 0,
+            block_checksum_flag: BlockChecksum::NoBlockChecksum,
+        };
+        let mut read = src.len();
+        // SAFETY: the context is valid; liblz4 reads at most `read` bytes of `src`, writes
+        // the header's fields (each a value of its enum: liblz4 refuses any other) to `info`
+        // and how much it read to `read`.
+        let code = unsafe { LZ4F_getFrameInfo(raw, &mut info, src.as_ptr(), &mut read) };
+        check(code)?;
+        if matches!(info.frame_type, FrameType::SkippableFrame) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a skippable frame, which holds no records",
+            ));
         }
-        attempt
-    })
-}
+        frame.pos = read;
+        frame.max_block = match info.block_size_id {
+            BlockSize::Max256KB => 256 << 10,
+            BlockSize::Max1MB => 1 << 20,
+            BlockSize::Max4MB => 4 << 20,
+            BlockSize::Default | BlockSize::Max64KB => 64 << 10,
+        };
+        frame.block_checksum = matches!(
+            info.block_checksum_flag,
+            BlockChecksum::BlockChecksumEnabled
+        );
+        frame.content_checksum =
+            matches!(info.content_checksum_flag, ContentChecksum::ChecksumEnabled);
+        Ok(frame)
+    }
 
-fn reset(ctx: &mut Context) {
-    // SAFETY: a valid context; resetting discards the frame in progress.
-    unsafe { LZ4F_resetDecompressionContext(ctx.0) };
-}
+    /// The most a block decompresses to: the room [`Frame::next_block`] needs.
+    pub fn max_block(&self) -> usize {
+        self.max_block
+    }
 
-/// Calls into liblz4 with all of `src` and all of `dst`: with the whole frame at hand and
-/// `stable_dst`, it decodes each block in place, with no staging copies. It may stop early
-/// (e.g. after a frame header); it is then called again from where it stopped, with the same
-/// `dst`, so output it already wrote stays where it left it. The frame's length, or `None`
-/// when `dst` fills up first.
-fn attempt(ctx: &mut Context, src: &[u8], dst: &mut [u8]) -> std::io::Result<Option<usize>> {
-    let options = LZ4FDecompressOptions {
-        stable_dst: 1,
-        reserved: [0; 3],
-    };
-    let (mut out, mut consumed) = (0, 0);
-    loop {
-        let (rest, input) = (&mut dst[out..], &src[consumed..]);
-        let (mut written, mut read) = (rest.len(), input.len());
-        // SAFETY: the pointers and lengths describe `rest` and `input`, which outlive the
+    /// Decodes the next block into the start of `dst`, which must hold at least
+    /// [`Frame::max_block`] bytes: its length, or `None` past the frame's end (its checksum,
+    /// if it has one, checked).
+    pub fn next_block(&mut self, dst: &mut [u8]) -> std::io::Result<Option<usize>> {
+        if self.ended {
+            return Ok(None);
+        }
+        let word = self.src.get(self.pos..self.pos + 4).ok_or_else(cut_short)?;
+        let size = u32::from_le_bytes([word[0], word[1], word[2], word[3]]) as usize;
+        let len = if size == 0 {
+            4 + if self.content_checksum { 4 } else { 0 }
+        } else {
+            4 + (size & 0x7fff_ffff) + if self.block_checksum { 4 } else { 0 }
+        };
+        let input = self
+            .src
+            .get(self.pos..self.pos + len)
+            .ok_or_else(cut_short)?;
+        if size != 0 && dst.len() < self.max_block {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "no room for a whole block",
+            ));
+        }
+        let Some(ctx) = self.ctx.as_ref().map(|c| c.0) else {
+            return Err(std::io::Error::other("the frame has no context"));
+        };
+        // Without `stable_dst`: the window's bytes move between blocks. A frame of linked
+        // blocks (each may refer back to the one before) then has liblz4 keep its own copy
+        // of the last 64 KiB; Kafka's producers write independent blocks.
+        let options = LZ4FDecompressOptions {
+            stable_dst: 0,
+            reserved: [0; 3],
+        };
+        let (mut written, mut read) = (dst.len(), input.len());
+        // SAFETY: the pointers and lengths describe `dst` and `input`, which outlive the
         // call; liblz4 writes at most `written` bytes and reads at most `read`, and reports
         // how many it did in the same variables.
         let hint = unsafe {
             LZ4F_decompress(
-                ctx.0,
-                rest.as_mut_ptr(),
+                ctx,
+                dst.as_mut_ptr(),
                 &mut written,
                 input.as_ptr(),
                 &mut read,
@@ -109,24 +194,36 @@ fn attempt(ctx: &mut Context, src: &[u8], dst: &mut [u8]) -> std::io::Result<Opt
             )
         };
         let hint = check(hint)?;
-        (out, consumed) = (out + written, consumed + read);
-        if hint == 0 {
-            return Ok(Some(out));
-        }
-        if out == dst.len() {
-            return Ok(None);
-        }
-        if consumed == src.len() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the frame is cut short",
-            ));
-        }
-        if written == 0 && read == 0 {
+        if read != len {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                "liblz4 made no progress",
+                "liblz4 stopped inside a block",
             ));
+        }
+        self.pos += len;
+        if size != 0 {
+            return Ok(Some(written));
+        }
+        if hint != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the frame goes on past its end mark",
+            ));
+        }
+        self.ended = true;
+        Ok(None)
+    }
+}
+
+impl Drop for Frame<'_> {
+    fn drop(&mut self) {
+        if let Some(mut ctx) = self.ctx.take() {
+            if !self.ended {
+                // Left mid-frame (an error, or the reader stopped): the next frame starts
+                // afresh.
+                ctx.reset();
+            }
+            CONTEXT.with(|cell| *cell.borrow_mut() = Some(ctx));
         }
     }
 }
@@ -155,26 +252,36 @@ mod tests {
             .collect()
     }
 
+    /// The whole frame, a block at a time into a buffer with room for one block.
+    fn decompress(src: &[u8]) -> std::io::Result<Vec<u8>> {
+        let mut frame = Frame::new(src)?;
+        let mut block = vec![0; frame.max_block()];
+        let mut out = Vec::new();
+        while let Some(n) = frame.next_block(&mut block)? {
+            out.extend_from_slice(&block[..n]);
+        }
+        Ok(out)
+    }
+
     #[test]
-    fn frames_of_every_block_mode_round_trip_and_a_small_buffer_is_told() {
+    fn frames_of_every_block_mode_round_trip_and_a_block_needs_its_room() {
         let data = sample(700_000);
-        let mut dst = vec![0; 1 << 20];
         for mode in [lz4::BlockMode::Linked, lz4::BlockMode::Independent] {
             for checksum in [
                 lz4::ContentChecksum::NoChecksum,
                 lz4::ContentChecksum::ChecksumEnabled,
             ] {
                 let compressed = frame(&data, mode.clone(), checksum.clone());
-                // Too small: said so (the caller grows the buffer and calls again).
-                let small = decompress(&compressed, &mut dst[..100_000]).expect("small");
-                assert_eq!(small, None);
-                let len = decompress(&compressed, &mut dst).expect("decompress");
-                assert_eq!(len.map(|l| &dst[..l]), Some(&data[..]));
+                assert_eq!(decompress(&compressed).expect("decompress"), data);
                 // Trailing bytes after the frame are ignored.
                 let mut padded = compressed.clone();
                 padded.extend_from_slice(b"junk");
-                let len = decompress(&padded, &mut dst).expect("padded");
-                assert_eq!(len.map(|l| &dst[..l]), Some(&data[..]));
+                assert_eq!(decompress(&padded).expect("padded"), data);
+                // Less room than a block: refused, not written past.
+                let mut frame = Frame::new(&compressed).expect("header");
+                assert_eq!(frame.max_block(), 64 << 10);
+                let small = frame.next_block(&mut [0; 1000]).expect_err("no room");
+                assert!(small.to_string().contains("no room"), "{small}");
             }
         }
     }
@@ -192,13 +299,11 @@ mod tests {
                 bytes[at] ^= x.max(1);
             }
             bytes.truncate(bytes.len() - cut % bytes.len());
-            let mut dst = vec![0; 64 << 10];
             // Any answer will do (a flip inside a literal run decodes to other bytes); what
             // is tested is that there is one, and that the context goes on working.
-            let _ = decompress(&bytes, &mut dst);
+            let _ = decompress(&bytes);
             let good = frame(&data, lz4::BlockMode::Independent, lz4::ContentChecksum::NoChecksum);
-            let len = decompress(&good, &mut dst).expect("a good frame after a bad one");
-            proptest::prop_assert_eq!(len.map(|l| &dst[..l]), Some(&data[..]));
+            proptest::prop_assert_eq!(decompress(&good).expect("a good frame after a bad one"), data);
         }
     }
 
@@ -210,22 +315,21 @@ mod tests {
             lz4::BlockMode::Linked,
             lz4::ContentChecksum::ChecksumEnabled,
         );
-        let mut dst = vec![0; 1 << 20];
-        let cut = decompress(&compressed[..compressed.len() / 2], &mut dst)
-            .expect_err("a truncated frame");
+        let cut = decompress(&compressed[..compressed.len() / 2]).expect_err("a truncated frame");
         assert!(cut.to_string().contains("cut short"), "{cut}");
         let mut corrupt = compressed.clone();
         let last = corrupt.len() - 2;
         corrupt[last] ^= 0xff; // inside the content checksum
-        assert!(decompress(&corrupt, &mut dst).is_err());
-        assert!(decompress(b"not lz4 at all", &mut dst).is_err());
-        // Half done into a buffer too small: the next frame starts afresh.
+        assert!(decompress(&corrupt).is_err());
+        assert!(decompress(b"not lz4 at all").is_err());
+        // Left after its first block: the next frame starts afresh on the same context.
+        let mut half = Frame::new(&compressed).expect("header");
+        let mut block = vec![0; half.max_block()];
         assert_eq!(
-            decompress(&compressed, &mut dst[..1000]).expect("small"),
-            None
+            half.next_block(&mut block).expect("a block"),
+            Some(64 << 10)
         );
-        // The thread's context is reset after each failure: the next frame decodes.
-        let len = decompress(&compressed, &mut dst).expect("after errors");
-        assert_eq!(len.map(|l| &dst[..l]), Some(&data[..]));
+        drop(half);
+        assert_eq!(decompress(&compressed).expect("after errors"), data);
     }
 }

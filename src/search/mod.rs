@@ -21,6 +21,7 @@
 pub mod batch;
 mod batch_queue;
 mod error;
+mod inflate;
 mod lz4_frame;
 pub mod query;
 mod rdkafka_reader;

@@ -13,8 +13,8 @@ use crate::record::LogRecord;
 #[derive(Debug, Clone)]
 pub struct Matcher {
     regex: Regex,
-    /// The query without its look-around assertions (`^`, `$`, `\b`, ...), for scanning whole
-    /// decompressed batches at once: it matches wherever the query matches, whatever bytes
+    /// The query without its look-around assertions (`^`, `$`, `\b`, ...), for scanning many
+    /// records' bytes at once: it matches wherever the query matches, whatever bytes
     /// surround the text, so a record it finds nothing in cannot match (see [`Matcher::scan_find`]).
     scan: regex_automata::meta::Regex,
     /// The query has no look-around, so `scan` and the query are the same: a `scan` match

@@ -1,6 +1,7 @@
-//! Matching whole decoded batches. The search's hot loop: for the common query, a scan of
-//! each decompressed batch with the regex (its literal prefilter does most of the work) and a
-//! look at the few records it lands in, instead of parsing every record's JSON.
+//! Matching decoded records, a window of a batch at a time. The search's hot loop: for the
+//! common query, a scan of each window's bytes with the regex (its literal prefilter does
+//! most of the work) and a look at the few records it lands in, instead of parsing every
+//! record's JSON.
 //!
 //! Why it is exact (tested against the plain per-record matcher by property tests):
 //! - A record whose value holds no backslash holds its JSON strings verbatim, so its line is
@@ -32,7 +33,16 @@ pub struct Scanned {
     pub matched: u64,
 }
 
-/// Scans the records of one batch whose offsets are in `offsets`; hits (when not only
+impl Scanned {
+    /// Adds another window's (or batch's) counts to these.
+    pub fn add(&mut self, other: &Scanned) {
+        self.records += other.records;
+        self.bytes += other.bytes;
+        self.matched += other.matched;
+    }
+}
+
+/// Scans the records (of one batch, or of one window of it) whose offsets are in `offsets`; hits (when not only
 /// counting) are pushed to `hits`. `candidates` is scratch space kept between batches.
 /// A record the scan looks at whose parts do not fit in it is an error.
 #[allow(clippy::too_many_arguments)]
@@ -291,7 +301,8 @@ fn skip_nested(v: &[u8], mut i: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::search::batch::tests::{encode, Spec};
-    use crate::search::batch::{batches, decode, Scratch};
+    use crate::search::batch::{batches, decode};
+    use crate::search::inflate::Window;
     use crate::search::{Filter, Matcher};
     use kafka_protocol::records::Compression;
     use proptest::prelude::*;
@@ -336,21 +347,25 @@ mod tests {
     }
 
     fn scanned(options: &Options, bytes: &[u8], offsets: Range<i64>) -> (u64, Vec<i64>) {
-        let (mut scratch, mut records, mut candidates, mut hits) =
-            (Scratch::default(), Vec::new(), Vec::new(), Vec::new());
+        let (mut window, mut records, mut candidates, mut hits) =
+            (Window::default(), Vec::new(), Vec::new(), Vec::new());
         let (header, raw) = batches(bytes).next().unwrap().unwrap();
-        let data = decode(&header, raw, &mut scratch, &mut records).unwrap();
-        let s = scan_batch(
-            options,
-            0,
-            data,
-            &records,
-            offsets,
-            &mut candidates,
-            &mut hits,
-        )
+        let mut total = Scanned::default();
+        decode(&header, raw, &mut window, &mut records, |data, records| {
+            let s = scan_batch(
+                options,
+                0,
+                data,
+                records,
+                offsets.clone(),
+                &mut candidates,
+                &mut hits,
+            )?;
+            total.add(&s);
+            Ok(())
+        })
         .unwrap();
-        (s.matched, hits.iter().map(|h| h.offset).collect())
+        (total.matched, hits.iter().map(|h| h.offset).collect())
     }
 
     /// Lines made of the characters that matter: word and non-word characters, JSON's

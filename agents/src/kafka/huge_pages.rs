@@ -1,8 +1,7 @@
 //! Large buffers in transparent huge pages, and the pool of them a connection reads its large
 //! responses into.
 //!
-//! Why: a search reads tens of megabytes of Fetch responses and decompresses them into more
-//! buffers. Memory the process touches for the first time costs a page fault per 4 KiB
+//! Why: a search reads tens of megabytes of Fetch responses. Memory the process touches for the first time costs a page fault per 4 KiB
 //! page; on this kind of VM a 12 MiB buffer took 4–16 ms to fault in with 4 KiB pages and
 //! 0.5–2 ms in 2 MiB huge pages (`MADV_HUGEPAGE`; a throw-away C program, several runs on
 //! two days). Where the kernel has no huge page to give, the buffer simply has small pages.
@@ -17,15 +16,13 @@ use bytes::Bytes;
 /// The huge page size on x86-64 and aarch64 (with 4 KiB base pages).
 const HUGE_PAGE: usize = 2 << 20;
 /// Buffers up to this size get half a huge page: what a buffer costs is the memory the
-/// kernel clears for it, and a search's buffers (1 MiB fetches, ~1 MB batches) would leave
-/// half of every page they had to themselves unused.
+/// kernel clears for it, and a search's buffers (fetches of up to 1 MiB) would leave half
+/// of every page they had to themselves unused.
 const HALF_PAGE: usize = HUGE_PAGE / 2;
 
 /// A zero-initialised buffer in memory advised to the kernel as huge pages: half a 2 MiB
 /// page (1 MiB, 1 MiB-aligned) when that is enough, else a whole number of 2 MiB pages,
-/// 2 MiB-aligned. It is never resized in place: [`grow`] moves it.
-///
-/// [`grow`]: HugeBuffer::grow
+/// 2 MiB-aligned.
 pub struct HugeBuffer {
     ptr: NonNull<u8>,
     len: usize,
@@ -143,18 +140,6 @@ impl HugeBuffer {
                 _mapping: self._mapping,
             },
         )
-    }
-
-    /// Makes room for at least `min_len` bytes, keeping the first `keep` bytes.
-    pub fn grow(&mut self, min_len: usize, keep: usize) -> std::io::Result<()> {
-        if min_len <= self.len {
-            return Ok(());
-        }
-        let mut bigger = HugeBuffer::new(min_len.max(self.len * 2))?;
-        let keep = keep.min(self.len);
-        bigger[..keep].copy_from_slice(&self[..keep]);
-        *self = bigger;
-        Ok(())
     }
 }
 
@@ -313,15 +298,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buffers_are_aligned_zeroed_and_grow_keeping_their_start() {
-        let mut b = HugeBuffer::new(3 << 20).expect("map");
+    fn buffers_are_aligned_and_zeroed() {
+        let b = HugeBuffer::new(3 << 20).expect("map");
         assert_eq!(b.len(), 4 << 20);
         assert_eq!(b.as_ptr() as usize % HUGE_PAGE, 0);
         assert!(b.iter().all(|&x| x == 0));
-        b[..5].copy_from_slice(b"hello");
-        b.grow(5 << 20, 5).expect("grow");
-        assert!(b.len() >= 5 << 20);
-        assert_eq!(&b[..5], b"hello");
     }
 
     #[test]
