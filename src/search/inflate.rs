@@ -6,14 +6,16 @@
 //! scanning thread needed a buffer that large, and an index of its thousands of records,
 //! in memory that had never been touched: each of its pages cost a fault and a clearing
 //! (on this 2-core VM, page clearing ran at about 4 GB/s). A window of 256 KiB is enough
-//! for the codecs' blocks; it grows only for a record larger than it.
+//! for the codecs' blocks; it grows only for a record larger than it. It is a quarter of a
+//! half huge page: four readers' windows share the clearing of one half, which the search
+//! faults in ahead, while it sets up its connections.
 
 use std::io::Read;
 
+use rill_agent::kafka::huge_pages::HugeBuffer;
+
 use crate::search::lz4_frame;
 
-/// A window's first size: four 64 KiB LZ4 blocks, the size Kafka's producers write.
-const WINDOW_BYTES: usize = 256 << 10;
 /// What a codec read through `Read` (gzip, zstd) is asked for at least at a time.
 const READ_BYTES: usize = 32 << 10;
 /// Batches a broker sends are at most its max message size (1 MB by default); a window that
@@ -23,26 +25,31 @@ pub const MAX_WINDOW: usize = 1 << 30;
 /// Decompressed bytes: `buf[..filled]` are held, the rest is room.
 #[derive(Default)]
 pub struct Window {
-    buf: Vec<u8>,
+    buf: Option<HugeBuffer>,
     filled: usize,
 }
 
 impl Window {
-    /// Allocates the window and faults its pages in now (a reader calls this while its
+    /// Takes the window's memory and faults its pages in now (a reader calls this while its
     /// first fetch is on the way) rather than when the first batch arrives.
     pub fn prepare(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            self.grow(WINDOW_BYTES)?;
-            for page in self.buf.chunks_mut(4096) {
+        if self.buf.is_none() {
+            let mut buf = HugeBuffer::quarter()?;
+            for page in buf.chunks_mut(4096) {
                 page[0] = 0;
             }
+            self.buf = Some(buf);
         }
         Ok(())
     }
 
+    fn bytes(&self) -> &[u8] {
+        self.buf.as_deref().unwrap_or_default()
+    }
+
     /// The bytes held.
     pub fn held(&self) -> &[u8] {
-        &self.buf[..self.filled]
+        &self.bytes()[..self.filled]
     }
 
     pub fn clear(&mut self) {
@@ -51,33 +58,38 @@ impl Window {
 
     /// Drops the first `n` bytes held, moving the rest to the front.
     pub fn consume(&mut self, n: usize) {
-        self.buf.copy_within(n..self.filled, 0);
+        if let Some(buf) = self.buf.as_deref_mut() {
+            buf.copy_within(n..self.filled, 0);
+        }
         self.filled -= n;
     }
 
     /// The room after the bytes held, made at least `at_least` long.
     fn room(&mut self, at_least: usize) -> std::io::Result<&mut [u8]> {
-        if self.buf.len() - self.filled < at_least {
-            let len = (self.filled + at_least)
-                .max(self.buf.len() * 2)
-                .max(WINDOW_BYTES);
-            self.grow(len)?;
+        self.prepare()?;
+        let len = self.bytes().len();
+        if len - self.filled < at_least {
+            let len = (self.filled + at_least).max(len * 2);
+            if len > MAX_WINDOW {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a record larger than any batch",
+                ));
+            }
+            let mut bigger = HugeBuffer::new(len)?;
+            bigger[..self.filled].copy_from_slice(self.held());
+            self.buf = Some(bigger);
         }
-        Ok(&mut self.buf[self.filled..])
+        let filled = self.filled;
+        Ok(self
+            .buf
+            .as_deref_mut()
+            .map_or(&mut [], |b| &mut b[filled..]))
     }
 
-    fn grow(&mut self, len: usize) -> std::io::Result<()> {
-        if len > MAX_WINDOW {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "a record larger than any batch",
-            ));
-        }
-        self.buf
-            .try_reserve_exact(len - self.buf.len())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::OutOfMemory, e))?;
-        self.buf.resize(len, 0);
-        Ok(())
+    /// How much room there is after the bytes held.
+    fn spare(&self) -> usize {
+        self.bytes().len() - self.filled
     }
 }
 
@@ -117,10 +129,9 @@ impl<'a> Inflate<'a> {
     pub fn fill(&mut self, window: &mut Window) -> std::io::Result<bool> {
         match self {
             Inflate::Lz4(frame) => {
-                let block = frame.max_block();
-                window.room(block)?;
-                while window.buf.len() - window.filled >= block {
-                    match frame.next_block(&mut window.buf[window.filled..])? {
+                let (block, mut first) = (frame.max_block(), true);
+                while std::mem::take(&mut first) || window.spare() >= block {
+                    match frame.next_block(window.room(block)?)? {
                         Some(n) => window.filled += n,
                         None => return Ok(true),
                     }
@@ -128,9 +139,9 @@ impl<'a> Inflate<'a> {
                 Ok(false)
             }
             Inflate::Stream(reader) => {
-                window.room(READ_BYTES)?;
-                while window.buf.len() - window.filled >= READ_BYTES {
-                    match reader.read(&mut window.buf[window.filled..]) {
+                let mut first = true;
+                while std::mem::take(&mut first) || window.spare() >= READ_BYTES {
+                    match reader.read(window.room(READ_BYTES)?) {
                         Ok(0) => return Ok(true),
                         Ok(n) => window.filled += n,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -198,14 +209,11 @@ impl<'a> SnappyBlocks<'a> {
             } else {
                 snap::raw::decompress_len(self.rest).map_err(invalid)?
             };
-            if window.buf.len() - window.filled < len {
-                if !first {
-                    return Ok(false);
-                }
-                window.room(len)?;
+            if window.spare() < len && !first {
+                return Ok(false);
             }
+            let room = &mut window.room(len)?[..len];
             let block = self.next_block()?;
-            let room = &mut window.buf[window.filled..window.filled + len];
             window.filled += self.decoder.decompress(block, room).map_err(invalid)?;
             first = false;
         }
@@ -221,13 +229,14 @@ mod tests {
     fn the_window_keeps_what_it_holds_as_it_grows_and_refuses_absurd_sizes() {
         let mut window = Window::default();
         window.prepare().expect("prepare");
-        assert_eq!(window.buf.len(), WINDOW_BYTES);
+        // A quarter of a half page: four 64 KiB LZ4 blocks, the size producers write.
+        assert_eq!(window.bytes().len(), 256 << 10);
         window.room(10).expect("room")[..10].copy_from_slice(b"0123456789");
         window.filled = 10;
         window.consume(4);
         assert_eq!(window.held(), b"456789");
         // More room than there is: the window grows, keeping the bytes it holds.
-        assert!(window.room(WINDOW_BYTES).expect("grown").len() >= WINDOW_BYTES);
+        assert!(window.room(256 << 10).expect("grown").len() >= 256 << 10);
         assert_eq!(window.held(), b"456789");
         let refused = window.room(MAX_WINDOW).expect_err("absurd");
         assert!(
@@ -262,7 +271,7 @@ mod tests {
         let mut inflate = SnappyBlocks::new(&framed);
         loop {
             let ended = inflate.fill(&mut window).expect("framed");
-            assert!(window.held().len() <= WINDOW_BYTES);
+            assert!(window.held().len() <= 256 << 10);
             out.extend_from_slice(window.held());
             window.clear();
             if ended {

@@ -43,46 +43,61 @@ unsafe impl Sync for HugeBuffer {}
 /// half's pages go back to the system with its mapping, once its eight halves are dropped.
 const PAGES_PER_MAPPING: usize = 4;
 
-/// Where small buffers come from: halves of huge pages, handed out in address order.
-struct HalfPages(Mutex<Vec<HugeBuffer>>);
+/// Where small buffers come from: pieces of one size cut from larger buffers, handed out in
+/// address order.
+struct Pieces {
+    size: usize,
+    spare: Mutex<Vec<HugeBuffer>>,
+}
 
-impl HalfPages {
-    const fn new() -> HalfPages {
-        HalfPages(Mutex::new(Vec::new()))
+impl Pieces {
+    const fn new(size: usize) -> Pieces {
+        Pieces {
+            size,
+            spare: Mutex::new(Vec::new()),
+        }
     }
 
-    fn take(&self) -> std::io::Result<HugeBuffer> {
-        let mut spare = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(half) = spare.pop() {
-            return Ok(half);
+    /// A piece; when none is left, `whole` gives the buffer the next ones are cut from.
+    fn take(
+        &self,
+        whole: impl FnOnce() -> std::io::Result<HugeBuffer>,
+    ) -> std::io::Result<HugeBuffer> {
+        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(piece) = spare.pop() {
+            return Ok(piece);
         }
-        let mut rest = HugeBuffer::pages(PAGES_PER_MAPPING * HUGE_PAGE)?;
-        let mut halves = Vec::with_capacity(2 * PAGES_PER_MAPPING);
-        while rest.len() > HALF_PAGE {
-            let (half, after) = rest.split_at(HALF_PAGE);
-            halves.push(half);
+        let mut rest = whole()?;
+        let mut pieces = Vec::with_capacity(rest.len() / self.size);
+        while rest.len() > self.size {
+            let (piece, after) = rest.split_at(self.size);
+            pieces.push(piece);
             rest = after;
         }
-        halves.push(rest);
+        pieces.push(rest);
         // Popped from the end: the lowest address first.
-        halves.reverse();
-        let first = halves.pop().expect("a mapping holds halves");
-        *spare = halves;
+        pieces.reverse();
+        let first = pieces.pop().expect("a buffer holds pieces");
+        *spare = pieces;
         Ok(first)
     }
 
-    /// Faults in `halves` halves (mapping more as needed) and puts them first in line.
-    fn prefault(&self, halves: usize) -> std::io::Result<()> {
-        let mut warm = Vec::with_capacity(halves);
-        for _ in 0..halves {
-            let mut half = self.take()?;
-            for page in half.chunks_mut(4096) {
+    /// Faults in `count` pieces (cutting more as needed) and puts them first in line.
+    fn prefault(
+        &self,
+        count: usize,
+        mut whole: impl FnMut() -> std::io::Result<HugeBuffer>,
+    ) -> std::io::Result<()> {
+        let mut warm = Vec::with_capacity(count);
+        for _ in 0..count {
+            let mut piece = self.take(&mut whole)?;
+            for page in piece.chunks_mut(4096) {
                 page[0] = 0;
             }
-            warm.push(half);
+            warm.push(piece);
         }
         warm.reverse();
-        self.0
+        self.spare
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(warm);
@@ -90,27 +105,40 @@ impl HalfPages {
     }
 }
 
+/// A new mapping's worth of huge pages, to cut halves from.
+fn mapping() -> std::io::Result<HugeBuffer> {
+    HugeBuffer::pages(PAGES_PER_MAPPING * HUGE_PAGE)
+}
+
 /// Faults in `count` buffers of up to 1 MiB (half huge pages) ahead of their use, at most
 /// one mapping's worth: the next small buffers [`HugeBuffer::new`] hands out, on any
-/// thread, are these.
+/// thread, are these (and the next quarters, which are cut from them).
 pub fn prefault_small_buffers(count: usize) -> std::io::Result<()> {
-    HALF_PAGES.prefault(count.min(2 * PAGES_PER_MAPPING))
+    HALF_PAGES.prefault(count.min(2 * PAGES_PER_MAPPING), mapping)
 }
 
 /// The process's half pages: the halves of a mapping may go to buffers on any threads.
-static HALF_PAGES: HalfPages = HalfPages::new();
+static HALF_PAGES: Pieces = Pieces::new(HALF_PAGE);
+/// Quarters of half pages (256 KiB), cut from the process's half pages.
+static QUARTERS: Pieces = Pieces::new(HALF_PAGE / 4);
 
 impl HugeBuffer {
     /// A buffer of at least `min_len` bytes: half a huge page up to 1 MiB (the other halves
     /// of its mapping go to the next small buffers, on any thread), else a multiple of 2 MiB.
     pub fn new(min_len: usize) -> std::io::Result<HugeBuffer> {
         if min_len <= HALF_PAGE {
-            return HALF_PAGES.take();
+            return HALF_PAGES.take(mapping);
         }
         let len = min_len
             .checked_next_multiple_of(HUGE_PAGE)
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
         HugeBuffer::pages(len)
+    }
+
+    /// A quarter of a half page (256 KiB; the other quarters of the half go to the next
+    /// calls, on any thread): four buffers of this size share one half's clearing.
+    pub fn quarter() -> std::io::Result<HugeBuffer> {
+        QUARTERS.take(|| HALF_PAGES.take(mapping))
     }
 
     /// A new mapping of `len` bytes (a multiple of 2 MiB), as one buffer.
@@ -308,9 +336,9 @@ mod tests {
     #[test]
     fn small_buffers_are_disjoint_halves_of_a_mapping_in_address_order() {
         // Its own half pages: other tests take the process's at the same time.
-        let pages = HalfPages::new();
+        let pages = Pieces::new(HALF_PAGE);
         let mut halves: Vec<HugeBuffer> = (0..2 * PAGES_PER_MAPPING)
-            .map(|_| pages.take().expect("map"))
+            .map(|_| pages.take(mapping).expect("map"))
             .collect();
         let lo = halves[0].as_ptr() as usize;
         assert_eq!(lo % HUGE_PAGE, 0, "the first half starts a huge page");
@@ -318,7 +346,7 @@ mod tests {
             assert_eq!(half.len(), HALF_PAGE);
             assert_eq!(half.as_ptr() as usize, lo + i * HALF_PAGE, "half {i}");
         }
-        let next = pages.take().expect("map");
+        let next = pages.take(mapping).expect("map");
         assert!(
             !(lo..lo + PAGES_PER_MAPPING * HUGE_PAGE).contains(&(next.as_ptr() as usize)),
             "the ninth buffer gets a new mapping"
@@ -344,18 +372,41 @@ mod tests {
 
     #[test]
     fn prefaulted_halves_are_handed_out_next() {
-        let pages = HalfPages::new();
-        let first = pages.take().expect("map");
+        let pages = Pieces::new(HALF_PAGE);
+        let first = pages.take(mapping).expect("map");
         let lo = first.as_ptr() as usize;
-        pages.prefault(2).expect("fault in");
+        pages.prefault(2, mapping).expect("fault in");
         let next: Vec<usize> = (0..3)
-            .map(|_| pages.take().expect("map").as_ptr() as usize)
+            .map(|_| pages.take(mapping).expect("map").as_ptr() as usize)
             .collect();
         assert_eq!(
             next,
             [lo + HALF_PAGE, lo + 2 * HALF_PAGE, lo + 3 * HALF_PAGE],
             "the two faulted in, then the rest in address order"
         );
+    }
+
+    #[test]
+    fn quarters_are_cut_from_one_half_in_address_order() {
+        let (halves, quarters) = (Pieces::new(HALF_PAGE), Pieces::new(HALF_PAGE / 4));
+        let cut: Vec<HugeBuffer> = (0..5)
+            .map(|_| quarters.take(|| halves.take(mapping)).expect("map"))
+            .collect();
+        let lo = cut[0].as_ptr() as usize;
+        for (i, quarter) in cut[..4].iter().enumerate() {
+            assert_eq!(quarter.len(), HALF_PAGE / 4);
+            assert_eq!(
+                quarter.as_ptr() as usize,
+                lo + i * HALF_PAGE / 4,
+                "quarter {i}"
+            );
+        }
+        assert_eq!(
+            cut[4].as_ptr() as usize,
+            lo + HALF_PAGE,
+            "the next half's first"
+        );
+        assert_eq!(HugeBuffer::quarter().expect("map").len(), HALF_PAGE / 4);
     }
 
     #[test]
