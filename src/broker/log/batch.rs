@@ -367,39 +367,40 @@ fn decompress_error(e: anyhow::Error) -> BatchError {
     BatchError::MalformedRecords(format!("decompression failed: {e:#}"))
 }
 
-/// Finds, inside one whole batch (`batch` is exactly its bytes, header included), the first
-/// record with timestamp >= `target`, decompressing only as far as that record.
+/// Finds, in one batch's records (`records`: what follows its header, read only as far as
+/// needed), the first record with timestamp >= `target`, decompressing only as far as that
+/// record.
 pub(crate) fn find_record_by_timestamp(
     header: &BatchHeader,
-    batch: &[u8],
+    records: &mut dyn Read,
     target: i64,
 ) -> Result<Option<(i64, i64)>, BatchError> {
     use kafka_protocol::compression::Snappy;
-    let Some(payload) = batch.get(HEADER_SIZE..) else {
-        return Err(BatchError::Truncated {
-            needed: HEADER_SIZE,
-            available: batch.len(),
-        });
-    };
     let streamed = |reader: std::io::Result<Box<dyn Read + '_>>| {
         let mut reader = reader.map_err(|e| decompress_error(e.into()))?;
         first_record_at_or_after(header, RecordStream::read(&mut reader), target)
     };
     match header.codec() {
-        0 => first_record_at_or_after(header, RecordStream::InMemory(payload), target),
-        1 => streamed(Ok(Box::new(flate2::read::MultiGzDecoder::new(payload)))),
+        0 => first_record_at_or_after(header, RecordStream::read(records), target),
+        1 => streamed(Ok(Box::new(flate2::read::MultiGzDecoder::new(records)))),
         // Snappy blocks come whole (and in the Java client's xerial framing, or not).
-        2 => Snappy::decompress(&mut &payload[..], |b: &mut bytes::Bytes| {
-            Ok(first_record_at_or_after(
-                header,
-                RecordStream::InMemory(&b[..]),
-                target,
-            ))
-        })
-        .map_err(decompress_error)?,
-        3 => streamed(lz4::Decoder::new(payload).map(|d| Box::new(d) as Box<dyn Read>)),
+        2 => {
+            let mut whole = Vec::new();
+            records
+                .read_to_end(&mut whole)
+                .map_err(|e| decompress_error(e.into()))?;
+            Snappy::decompress(&mut &whole[..], |b: &mut bytes::Bytes| {
+                Ok(first_record_at_or_after(
+                    header,
+                    RecordStream::InMemory(&b[..]),
+                    target,
+                ))
+            })
+            .map_err(decompress_error)?
+        }
+        3 => streamed(lz4::Decoder::new(records).map(|d| Box::new(d) as Box<dyn Read>)),
         4 => streamed(
-            zstd::stream::read::Decoder::new(payload).map(|d| Box::new(d) as Box<dyn Read>),
+            zstd::stream::read::Decoder::new(records).map(|d| Box::new(d) as Box<dyn Read>),
         ),
         other => Err(BatchError::UnsupportedCompression(other)),
     }
@@ -408,6 +409,19 @@ pub(crate) fn find_record_by_timestamp(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// The lookup over a whole batch in memory (its header included), as tests hold them.
+    fn find_record_by_timestamp(
+        header: &BatchHeader,
+        batch: &[u8],
+        target: i64,
+    ) -> Result<Option<(i64, i64)>, BatchError> {
+        let records = batch.get(HEADER_SIZE..).ok_or(BatchError::Truncated {
+            needed: HEADER_SIZE,
+            available: batch.len(),
+        })?;
+        super::find_record_by_timestamp(header, &mut &records[..], target)
+    }
     use kafka_protocol::records::Compression;
     use proptest::prelude::*;
 

@@ -314,8 +314,7 @@ impl PartitionLog {
             };
             while let Some(header) = segment.header_at(position)? {
                 if header.max_timestamp >= ts {
-                    let bytes = segment.read_batch(position, &header)?;
-                    match batch::find_record_by_timestamp(&header, &bytes, ts) {
+                    match segment.find_record_by_timestamp(position, &header, ts)? {
                         Ok(Some(found)) => return Ok(Some(found)),
                         Ok(None) => {}
                         // One undecodable batch should not make the whole lookup fail.

@@ -591,12 +591,28 @@ impl Segment {
         Ok(at - position)
     }
 
-    /// Reads the whole batch at `position` described by `header`.
-    pub fn read_batch(&self, position: u64, header: &BatchHeader) -> Result<Vec<u8>, LogError> {
-        let mut buf = Vec::new();
-        pread_append(&self.file, &mut buf, position, header.total_size())
-            .map_err(io_err("read segment", &self.log_path))?;
-        Ok(buf)
+    /// The first record with timestamp >= `ts` in the batch at `position` described by
+    /// `header`: its records are read from the file, and decompressed, only as far as that
+    /// record (a lookup used to read whole batches of up to 1 MB to find a record in their
+    /// first block). A batch that does not decode is `Ok(Err(..))`, for the caller to skip;
+    /// failing to read the file is the lookup's error.
+    pub fn find_record_by_timestamp(
+        &self,
+        position: u64,
+        header: &BatchHeader,
+        ts: i64,
+    ) -> Result<Result<Option<(i64, i64)>, batch::BatchError>, LogError> {
+        let mut records = RecordsReader {
+            file: &self.file,
+            pos: position + HEADER_SIZE as u64,
+            end: position + header.total_size() as u64,
+            failed: None,
+        };
+        let found = batch::find_record_by_timestamp(header, &mut records, ts);
+        match records.failed {
+            Some(e) => Err(io_err("read segment", &self.log_path)(e)),
+            None => Ok(found),
+        }
     }
 
     /// A second handle on the log file, so a walk can run while the segment is updated.
@@ -604,6 +620,45 @@ impl Segment {
         self.file
             .try_clone()
             .map_err(io_err("dup segment", &self.log_path))
+    }
+}
+
+/// A batch's records (what follows its header), read from the segment file on demand.
+struct RecordsReader<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+    /// The first read that failed: the decoders reading through this see only an error,
+    /// which must not pass for an undecodable batch.
+    failed: Option<std::io::Error>,
+}
+
+impl Read for RecordsReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf
+            .len()
+            .min(usize::try_from(self.end - self.pos).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let read = match self.file.read_at(&mut buf[..want], self.pos) {
+            Ok(0) => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the segment ends inside a batch",
+            )),
+            other => other,
+        };
+        match read {
+            Ok(n) => {
+                self.pos += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                let copy = std::io::Error::new(e.kind(), e.to_string());
+                self.failed.get_or_insert(e);
+                Err(copy)
+            }
+        }
     }
 }
 

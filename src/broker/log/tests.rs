@@ -503,6 +503,28 @@ fn offset_for_timestamp_is_exact_inside_compressed_batches() {
     assert_eq!(log.max_timestamp(), Some((1095, 31)));
 }
 
+/// The lookup reads a batch's records from the file only as far as it needs; a file that
+/// cannot give them (here cut short under the open log) is an error, not a batch to skip.
+#[test]
+fn offset_for_timestamp_reads_records_from_the_file_and_reports_failed_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = PartitionLog::open(dir.path(), config(64 << 20, 4096)).unwrap();
+    let timestamps: Vec<i64> = (0..20_000).map(|i| 1000 + i).collect();
+    let mut lz = encode_batch(&timestamps, Compression::Lz4);
+    log.append(&mut lz, 0).unwrap();
+    assert_eq!(log.offset_for_timestamp(1003).unwrap(), Some((3, 1003)));
+    assert_eq!(
+        log.offset_for_timestamp(20_999).unwrap(),
+        Some((19_999, 20_999))
+    );
+
+    let path = dir.path().join(&segment_files(dir.path(), "log")[0]);
+    let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(200).unwrap();
+    let err = log.offset_for_timestamp(20_999).unwrap_err();
+    assert!(err.to_string().contains("read segment"), "{err}");
+}
+
 #[test]
 fn leftovers_and_unknown_files_are_handled() {
     let dir = tempfile::tempdir().unwrap();
