@@ -601,6 +601,33 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        // Each case encodes up to a megabyte and a half: fewer cases.
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        /// Records of any size, cut at any place by the windows' ends, decode whole.
+        #[test]
+        fn records_cut_by_window_ends_decode_whole(
+            sizes in proptest::collection::vec(0usize..120_000, 2..12),
+            codec in 1usize..5,
+        ) {
+            let specs: Vec<Spec> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    let text = b"abcdefgh\"xyz";
+                    let value = (0..n).map(|j| text[(i * 7 + j / 3) % text.len()]).collect();
+                    (i as i64, Some(format!("k{i}").into_bytes()), Some(value), vec![])
+                })
+                .collect();
+            let bytes = encode(0, &specs, CODECS[codec]);
+            let decoded = decode_all(&bytes).unwrap();
+            prop_assert_eq!(decoded.len(), specs.len());
+            for ((_, got), want) in decoded.iter().zip(&specs) {
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
+
+    proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         /// Whatever kafka-protocol encodes, in any codec, decodes back to the same records.
         #[test]

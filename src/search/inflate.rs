@@ -20,7 +20,7 @@ use crate::search::lz4_frame;
 const READ_BYTES: usize = 32 << 10;
 /// Batches a broker sends are at most its max message size (1 MB by default); a window that
 /// would grow past this for one record is refused rather than allocated.
-pub const MAX_WINDOW: usize = 1 << 30;
+const MAX_WINDOW: usize = 1 << 30;
 
 /// Decompressed bytes: `buf[..filled]` are held, the rest is room.
 #[derive(Default)]
@@ -181,10 +181,10 @@ impl<'a> SnappyBlocks<'a> {
         }
     }
 
-    /// The next block, taken off `rest`.
-    fn next_block(&mut self) -> std::io::Result<&'a [u8]> {
+    /// The next block and how many bytes of `rest` it takes.
+    fn next_block(&self) -> std::io::Result<(&'a [u8], usize)> {
         if !self.framed {
-            return Ok(std::mem::take(&mut self.rest));
+            return Ok((self.rest, self.rest.len()));
         }
         let truncated =
             || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "truncated block");
@@ -194,27 +194,21 @@ impl<'a> SnappyBlocks<'a> {
             .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
             .ok_or_else(truncated)?;
         let block = self.rest.get(4..4 + len).ok_or_else(truncated)?;
-        self.rest = &self.rest[4 + len..];
-        Ok(block)
+        Ok((block, 4 + len))
     }
 
     fn fill(&mut self, window: &mut Window) -> std::io::Result<bool> {
         let invalid = |e: snap::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
         let mut first = true;
         while !self.rest.is_empty() {
-            let len = if self.framed {
-                // The block's decompressed length, read without taking the block yet.
-                let block = self.rest.get(4..).unwrap_or_default();
-                snap::raw::decompress_len(block).map_err(invalid)?
-            } else {
-                snap::raw::decompress_len(self.rest).map_err(invalid)?
-            };
+            let (block, taken) = self.next_block()?;
+            let len = snap::raw::decompress_len(block).map_err(invalid)?;
             if window.spare() < len && !first {
                 return Ok(false);
             }
             let room = &mut window.room(len)?[..len];
-            let block = self.next_block()?;
             window.filled += self.decoder.decompress(block, room).map_err(invalid)?;
+            self.rest = &self.rest[taken..];
             first = false;
         }
         Ok(true)
