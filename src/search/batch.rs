@@ -204,15 +204,39 @@ impl Record {
     }
 }
 
-/// Decodes the batch's records and hands them to `each` a window at a time, in offset
-/// order: the bytes the records' ranges point into, and the records. A compressed batch is
-/// decompressed into `window`; an uncompressed one is indexed where it lies. `records` is
-/// the index, kept between calls.
-///
-/// The CRC is not checked here (as librdkafka does not by default, `check.crcs=false`): the
-/// broker checks it when the batch is produced and when it recovers its log, and checking it
-/// again cost a tenth of a search's time. [`check_crc`] is there for callers that want it.
-pub fn decode(
+/// What a thread decodes batches with, kept between batches: the window compressed batches
+/// are decompressed into, and the index of the records in it.
+#[derive(Default)]
+pub struct Decoder {
+    window: Window,
+    records: Vec<Record>,
+}
+
+impl Decoder {
+    /// Takes the window's memory and faults it in now (see [`Window::prepare`]).
+    pub fn prepare(&mut self) -> std::io::Result<()> {
+        self.window.prepare()
+    }
+
+    /// Decodes the batch's records and hands them to `each` a window at a time, in offset
+    /// order: the bytes the records' ranges point into, and the records. A compressed batch
+    /// is decompressed into the window; an uncompressed one is indexed where it lies.
+    ///
+    /// The CRC is not checked here (as librdkafka does not by default, `check.crcs=false`):
+    /// the broker checks it when the batch is produced and when it recovers its log, and
+    /// checking it again cost a tenth of a search's time. [`check_crc`] is there for callers
+    /// that want it.
+    pub fn decode(
+        &mut self,
+        header: &BatchHeader,
+        batch: &[u8],
+        each: impl FnMut(&[u8], &[Record]) -> Result<(), BatchError>,
+    ) -> Result<(), BatchError> {
+        decode(header, batch, &mut self.window, &mut self.records, each)
+    }
+}
+
+fn decode(
     header: &BatchHeader,
     batch: &[u8],
     window: &mut Window,
@@ -472,10 +496,10 @@ pub(crate) mod tests {
     /// Decodes every batch of `bytes` back into specs.
     fn decode_all(bytes: &[u8]) -> Result<Vec<(i64, Spec)>, BatchError> {
         let mut out = Vec::new();
-        let (mut window, mut records) = (Window::default(), Vec::new());
+        let mut decoder = Decoder::default();
         for item in batches(bytes) {
             let (header, raw) = item?;
-            decode(&header, raw, &mut window, &mut records, |data, records| {
+            decoder.decode(&header, raw, |data, records| {
                 for r in records {
                     out.push((r.offset, spec_of(data, r)?));
                 }
@@ -536,13 +560,14 @@ pub(crate) mod tests {
                 assert_eq!(got, &specs[i], "{codec:?} record {i}");
             }
             let (header, raw) = batches(&bytes).next().unwrap().unwrap();
-            let (mut window, mut records, mut windows) = (Window::default(), Vec::new(), 0);
-            decode(&header, raw, &mut window, &mut records, |_, records| {
-                windows += 1;
-                assert!(records.len() <= RECORDS_AT_ONCE);
-                Ok(())
-            })
-            .unwrap();
+            let (mut decoder, mut windows) = (Decoder::default(), 0);
+            decoder
+                .decode(&header, raw, |_, records| {
+                    windows += 1;
+                    assert!(records.len() <= RECORDS_AT_ONCE);
+                    Ok(())
+                })
+                .unwrap();
             // Uncompressed records are indexed where they lie, RECORDS_AT_ONCE at a time.
             let least = if matches!(codec, Compression::None) {
                 1
@@ -738,13 +763,13 @@ pub(crate) mod tests {
             Compression::None,
         );
         let (h, raw) = batches(&bytes).next().unwrap().unwrap();
-        let (mut window, mut records) = (Window::default(), Vec::new());
-        decode(&h, raw, &mut window, &mut records, |data, records| {
-            let parts = records[0].parts(data).unwrap();
-            assert_eq!(header(data, &parts, "level"), Some(&b"error"[..]));
-            assert_eq!(header(data, &parts, "source"), None);
-            Ok(())
-        })
-        .unwrap();
+        Decoder::default()
+            .decode(&h, raw, |data, records| {
+                let parts = records[0].parts(data).unwrap();
+                assert_eq!(header(data, &parts, "level"), Some(&b"error"[..]));
+                assert_eq!(header(data, &parts, "source"), None);
+                Ok(())
+            })
+            .unwrap();
     }
 }

@@ -21,9 +21,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::search::batch::{self, BatchError, BatchHeader, Record};
+use crate::search::batch::{self, BatchError, BatchHeader, Decoder, Record};
 use crate::search::error::SearchError;
-use crate::search::inflate::Window;
 use crate::search::scan::{scan_batch, Scanned};
 use crate::search::{Hit, Options};
 
@@ -185,11 +184,10 @@ impl Drop for Fetching {
 
 /// A thread's means to scan any partition's batches: its own copy of the search options
 /// (each regex copy keeps its own match cache: a shared one is a lock taken on every
-/// search), decompression window and record index.
+/// search), decoder (decompression window and record index) and scan scratch.
 pub(super) struct BatchScanner {
     options: Options,
-    window: Window,
-    records: Vec<Record>,
+    decoder: Decoder,
     candidates: Vec<(usize, Option<Range<usize>>)>,
 }
 
@@ -199,11 +197,10 @@ impl BatchScanner {
     pub(super) fn new(options: &Options) -> Result<BatchScanner, BatchError> {
         let mut scanner = BatchScanner {
             options: options.clone(),
-            window: Window::default(),
-            records: Vec::new(),
+            decoder: Decoder::default(),
             candidates: Vec::new(),
         };
-        scanner.window.prepare().map_err(BatchError::Buffer)?;
+        scanner.decoder.prepare().map_err(BatchError::Buffer)?;
         scanner.options.matcher.scan_find(b"", 0..0);
         Ok(scanner)
     }
@@ -215,32 +212,22 @@ impl BatchScanner {
         raw: &[u8],
         each: impl FnMut(&[u8], &[Record]) -> Result<(), BatchError>,
     ) -> Result<(), BatchError> {
-        batch::decode(header, raw, &mut self.window, &mut self.records, each)
+        self.decoder
+            .decode(header, raw, each)
             .map_err(|cause| undecodable(header, raw, cause))
     }
 
     fn scan(&mut self, job: &Job) -> Result<Done, SearchError> {
-        let mut scanned = Scanned::default();
         let mut hits = Vec::new();
-        let (options, candidates) = (&self.options, &mut self.candidates);
-        batch::decode(
+        let scanned = scan_batch(
+            &self.options,
+            job.partition,
+            &mut self.decoder,
             &job.header,
             &job.raw,
-            &mut self.window,
-            &mut self.records,
-            |data, records| {
-                let window = scan_batch(
-                    options,
-                    job.partition,
-                    data,
-                    records,
-                    job.offsets.clone(),
-                    candidates,
-                    &mut hits,
-                )?;
-                scanned.add(&window);
-                Ok(())
-            },
+            job.offsets.clone(),
+            &mut self.candidates,
+            &mut hits,
         )
         .map_err(|cause| SearchError::Batch {
             partition: job.what.to_string(),

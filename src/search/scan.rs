@@ -21,7 +21,7 @@
 
 use std::ops::Range;
 
-use crate::search::batch::{self, BatchError, Record};
+use crate::search::batch::{self, BatchError, BatchHeader, Decoder, Record};
 use crate::search::query::Fields;
 use crate::search::{Hit, Options};
 
@@ -33,20 +33,42 @@ pub struct Scanned {
     pub matched: u64,
 }
 
-impl Scanned {
-    /// Adds another window's (or batch's) counts to these.
-    pub fn add(&mut self, other: &Scanned) {
-        self.records += other.records;
-        self.bytes += other.bytes;
-        self.matched += other.matched;
-    }
-}
-
-/// Scans the records (of one batch, or of one window of it) whose offsets are in `offsets`; hits (when not only
-/// counting) are pushed to `hits`. `candidates` is scratch space kept between batches.
-/// A record the scan looks at whose parts do not fit in it is an error.
+/// Decodes one batch with `decoder` and scans its records whose offsets are in `offsets`,
+/// a window at a time; hits (when not only counting) are pushed to `hits`. `candidates` is
+/// scratch space kept between batches. A batch that does not decode, or a record the scan
+/// looks at whose parts do not fit in it, is an error.
 #[allow(clippy::too_many_arguments)]
 pub fn scan_batch(
+    options: &Options,
+    partition: i32,
+    decoder: &mut Decoder,
+    header: &BatchHeader,
+    batch: &[u8],
+    offsets: Range<i64>,
+    candidates: &mut Vec<(usize, Option<Range<usize>>)>,
+    hits: &mut Vec<Hit>,
+) -> Result<Scanned, BatchError> {
+    let mut total = Scanned::default();
+    decoder.decode(header, batch, |data, records| {
+        let window = scan_window(
+            options,
+            partition,
+            data,
+            records,
+            offsets.clone(),
+            candidates,
+            hits,
+        )?;
+        total.records += window.records;
+        total.bytes += window.bytes;
+        total.matched += window.matched;
+        Ok(())
+    })?;
+    Ok(total)
+}
+
+/// [`scan_batch`] for the records of one window.
+fn scan_window(
     options: &Options,
     partition: i32,
     data: &[u8],
@@ -300,9 +322,8 @@ fn skip_nested(v: &[u8], mut i: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::search::batch::batches;
     use crate::search::batch::tests::{encode, Spec};
-    use crate::search::batch::{batches, decode};
-    use crate::search::inflate::Window;
     use crate::search::{Filter, Matcher};
     use kafka_protocol::records::Compression;
     use proptest::prelude::*;
@@ -347,25 +368,20 @@ mod tests {
     }
 
     fn scanned(options: &Options, bytes: &[u8], offsets: Range<i64>) -> (u64, Vec<i64>) {
-        let (mut window, mut records, mut candidates, mut hits) =
-            (Window::default(), Vec::new(), Vec::new(), Vec::new());
+        let (mut decoder, mut candidates, mut hits) = (Decoder::default(), Vec::new(), Vec::new());
         let (header, raw) = batches(bytes).next().unwrap().unwrap();
-        let mut total = Scanned::default();
-        decode(&header, raw, &mut window, &mut records, |data, records| {
-            let s = scan_batch(
-                options,
-                0,
-                data,
-                records,
-                offsets.clone(),
-                &mut candidates,
-                &mut hits,
-            )?;
-            total.add(&s);
-            Ok(())
-        })
+        let s = scan_batch(
+            options,
+            0,
+            &mut decoder,
+            &header,
+            raw,
+            offsets,
+            &mut candidates,
+            &mut hits,
+        )
         .unwrap();
-        (total.matched, hits.iter().map(|h| h.offset).collect())
+        (s.matched, hits.iter().map(|h| h.offset).collect())
     }
 
     /// Lines made of the characters that matter: word and non-word characters, JSON's

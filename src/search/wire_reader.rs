@@ -183,8 +183,9 @@ impl Prepared {
 /// there are cores, and one half page more, whose quarters are four readers'
 /// decompression windows (at most one mapping's worth). The first
 /// touch of a huge page clears it; done here, on the core that idles until the readers
-/// start, instead of on the cores that scan (A/B over 400 interleaved runs: a `--since`
-/// search over the newest 10 % took 9.37 ms with, 9.64 without).
+/// start, instead of on the cores that scan (A/B over 400 interleaved runs, when it also
+/// faulted in whole-batch decompression buffers: a `--since` search over the newest 10 %
+/// took 9.37 ms with, 9.64 without).
 fn prefault_buffers() {
     let spawned = std::thread::Builder::new()
         .name("search-prefault".into())

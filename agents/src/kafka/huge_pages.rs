@@ -1,10 +1,11 @@
 //! Large buffers in transparent huge pages, and the pool of them a connection reads its large
 //! responses into.
 //!
-//! Why: a search reads tens of megabytes of Fetch responses. Memory the process touches for the first time costs a page fault per 4 KiB
-//! page; on this kind of VM a 12 MiB buffer took 4–16 ms to fault in with 4 KiB pages and
-//! 0.5–2 ms in 2 MiB huge pages (`MADV_HUGEPAGE`; a throw-away C program, several runs on
-//! two days). Where the kernel has no huge page to give, the buffer simply has small pages.
+//! Why: a search reads tens of megabytes of Fetch responses. Memory the process touches for
+//! the first time costs a page fault per 4 KiB page; on this kind of VM a 12 MiB buffer took
+//! 4–16 ms to fault in with 4 KiB pages and 0.5–2 ms in 2 MiB huge pages (`MADV_HUGEPAGE`;
+//! a throw-away C program, several runs on two days). Where the kernel has no huge page to
+//! give, the buffer simply has small pages.
 
 use std::io::Read;
 use std::ops::{Deref, DerefMut};

@@ -410,6 +410,9 @@ pub(crate) fn find_record_by_timestamp(
 pub(crate) mod tests {
     use super::*;
 
+    use kafka_protocol::records::Compression;
+    use proptest::prelude::*;
+
     /// The lookup over a whole batch in memory (its header included), as tests hold them.
     fn find_record_by_timestamp(
         header: &BatchHeader,
@@ -422,8 +425,6 @@ pub(crate) mod tests {
         })?;
         super::find_record_by_timestamp(header, &mut &records[..], target)
     }
-    use kafka_protocol::records::Compression;
-    use proptest::prelude::*;
 
     /// Encodes one batch of `timestamps.len()` records (offsets from 0) with the given codec.
     pub(crate) fn encode_batch(timestamps: &[i64], compression: Compression) -> Vec<u8> {
