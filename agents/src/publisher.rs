@@ -44,6 +44,9 @@ pub(crate) const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 const DRAIN_WINDOW: usize = 16_384;
 /// Pause between drain attempts while the broker stays away.
 const DRAIN_RETRY: Duration = Duration::from_secs(1);
+/// While the spool cannot be delivered, the reason is logged this often (not at every
+/// attempt).
+const DRAIN_WARN_EVERY: Duration = Duration::from_secs(30);
 /// How long the sender waits when librdkafka's queue is full.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(1);
 /// The sender's wake-up while idle (nothing spooled, nothing failed): it notices failed
@@ -107,6 +110,8 @@ struct DrainWindow {
     /// whether it was acknowledged.
     entries: std::collections::VecDeque<(SpoolPos, Option<bool>)>,
     failed: bool,
+    /// Why the last of them failed.
+    error: Option<String>,
 }
 
 impl DrainWindow {
@@ -188,6 +193,7 @@ impl DeliveryContext {
         let mut shared = lock(&self.shared);
         if opaque & OPAQUE_DRAIN != 0 {
             shared.drain.report((opaque & !OPAQUE_DRAIN) as u64, false);
+            shared.drain.error = Some(error.to_owned());
             return;
         }
         shared.direct_in_flight = shared.direct_in_flight.saturating_sub(1);
@@ -317,6 +323,8 @@ struct Sender {
     probe: bool,
     /// No drain before this time (the broker was away at the last attempt).
     drain_after: Instant,
+    /// When it was last logged that spooled records are not delivered (None once they are).
+    drain_warned_at: Option<Instant>,
     enc: LogEncoder,
     /// The contract's `ts` of the last read time: lines of one read pass share it.
     ts: (SystemTime, String, i64),
@@ -353,6 +361,7 @@ impl Sender {
             spool_was_full: false,
             probe: true,
             drain_after: Instant::now(),
+            drain_warned_at: None,
             enc: LogEncoder::default(),
             ts: (UNIX_EPOCH, record::format_ts(UNIX_EPOCH), 0),
             closed: false,
@@ -545,6 +554,25 @@ impl Sender {
         }
     }
 
+    /// Says why spooled records are not delivered, at the first failed attempt and then
+    /// every [`DRAIN_WARN_EVERY`]: a spool that does not shrink is never silent.
+    fn warn_undelivered(&mut self, error: Option<&str>) {
+        let now = Instant::now();
+        if self
+            .drain_warned_at
+            .is_some_and(|at| now.duration_since(at) < DRAIN_WARN_EVERY)
+        {
+            return;
+        }
+        self.drain_warned_at = Some(now);
+        tracing::warn!(
+            error = error.unwrap_or("unknown"),
+            spooled_bytes = self.spool.bytes(),
+            retry_every = ?DRAIN_RETRY,
+            "spooled records are not being delivered; retrying"
+        );
+    }
+
     /// Sends spooled records to the broker, oldest first, and frees acknowledged ones.
     fn drain(&mut self) {
         let failed = {
@@ -556,6 +584,9 @@ impl Sender {
             drop(s);
             if !acked.is_empty() {
                 self.probe = false;
+                if self.drain_warned_at.take().is_some() {
+                    tracing::info!("spooled records are being delivered again");
+                }
             }
             for pos in acked {
                 if let Err(e) = self.spool.ack(pos) {
@@ -568,6 +599,7 @@ impl Sender {
                 // Every sent record has reported, some failed: start over from the oldest
                 // unacknowledged one, after a pause.
                 let done: Vec<SpoolPos> = std::iter::from_fn(|| s.drain.pop_acked()).collect();
+                let error = s.drain.error.take();
                 s.drain = DrainWindow {
                     base: s.drain.base,
                     ..DrainWindow::default()
@@ -579,6 +611,7 @@ impl Sender {
                 self.spool.rewind();
                 self.drain_after = Instant::now() + DRAIN_RETRY;
                 self.probe = true;
+                self.warn_undelivered(error.as_deref());
                 true
             } else {
                 s.drain.failed

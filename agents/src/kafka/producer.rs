@@ -790,17 +790,51 @@ impl State {
         }
         let requests = std::mem::take(&mut n.requests);
         for r in requests {
-            for (topic, partition, id) in r.batches {
-                self.in_flight = self.in_flight.saturating_sub(1);
-                if let Some((p, i)) = self.batch_mut(&topic, partition, id) {
-                    p.batches[i].in_flight = false;
-                    p.in_flight = p.in_flight.saturating_sub(1);
-                    p.blocked = true;
-                    p.retry_at = Some(Instant::now() + BACKOFF);
-                }
-            }
+            self.unclaim(r.batches);
         }
         self.metadata_wanted = true;
+    }
+
+    /// A producer id is due: none yet, or a reset once nothing is in flight (answers to
+    /// the old id must not be mistaken for answers to the new one).
+    fn wants_producer_id(&self) -> bool {
+        self.producer.is_none() || (self.reset && self.in_flight == 0)
+    }
+
+    /// Gives claimed batches back, to be sent again (in order, same sequence numbers) after
+    /// a pause. Every claim is counted in `in_flight` until it is answered or given back
+    /// here, also when its batch is gone meanwhile (failed, purged): a claim never given back
+    /// would hold a producer-id reset, and with it every partition, forever.
+    fn unclaim(&mut self, batches: Vec<(Arc<str>, i32, u64)>) {
+        for (topic, partition, id) in batches {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            if let Some((p, i)) = self.batch_mut(&topic, partition, id) {
+                p.batches[i].in_flight = false;
+                p.in_flight = p.in_flight.saturating_sub(1);
+                p.blocked = true;
+                p.retry_at = Some(Instant::now() + BACKOFF);
+            }
+        }
+    }
+
+    /// Records a request about to be written on `node`'s connection `generation`. False
+    /// when that connection was given up while the writer compressed the batches (lost,
+    /// stuck, purged): its requests were given back with it, and so are these claims now.
+    fn record_request(&mut self, node: i32, generation: u64, request: Request) -> bool {
+        match self
+            .nodes
+            .get_mut(&node)
+            .filter(|n| n.generation == generation)
+        {
+            Some(n) => {
+                n.requests.push_back(request);
+                true
+            }
+            None => {
+                self.unclaim(request.batches);
+                false
+            }
+        }
     }
 }
 
@@ -874,9 +908,14 @@ fn writer(inner: Arc<Inner>, node: i32) {
                 return;
             };
             n.generation += 1;
-            n.requests.clear();
             n.stream = out.try_clone().ok();
-            n.generation
+            let generation = n.generation;
+            // Nothing is left of the last connection (it was given up with its requests);
+            // were anything left, it goes back to be sent again rather than be forgotten.
+            for r in std::mem::take(&mut n.requests) {
+                st.unclaim(r.batches);
+            }
+            generation
         };
         backoff = BACKOFF;
         tracing::debug!(node, addr = %addr, "connected to a partition leader");
@@ -1002,36 +1041,31 @@ fn write_loop(
                 .iter()
                 .map(|c| (Arc::clone(&c.topic), c.partition, c.id))
                 .collect();
-            let Some(n) = st
-                .nodes
-                .get_mut(&node)
-                .filter(|n| n.generation == generation)
-            else {
-                // The connection was given up meanwhile (purge, close): the claims were
-                // undone with it.
-                return !st.closing;
-            };
-            match &framed {
-                Ok((_, pending)) => n.requests.push_back(Request {
-                    pending: *pending,
-                    sent: Instant::now(),
-                    batches,
-                }),
+            let pending = match &framed {
+                Ok((_, pending)) => *pending,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot encode a Produce request");
-                    n.requests.push_back(Request {
-                        pending: Pending {
-                            correlation: -1,
-                            key: ApiKey::Produce,
-                            version,
-                        },
-                        sent: Instant::now(),
-                        batches,
-                    });
-                    st.connection_lost(node, generation);
-                    inner.wake.notify_all();
-                    return true;
+                    Pending {
+                        correlation: -1,
+                        key: ApiKey::Produce,
+                        version,
+                    }
                 }
+            };
+            let request = Request {
+                pending,
+                sent: Instant::now(),
+                batches,
+            };
+            if !st.record_request(node, generation, request) {
+                inner.wake.notify_all();
+                return !st.closing;
+            }
+            if framed.is_err() {
+                // Its batches go back with the connection, to be encoded again.
+                st.connection_lost(node, generation);
+                inner.wake.notify_all();
+                return true;
             }
         }
         let Ok((frame, _)) = framed else { return true };
@@ -1294,7 +1328,7 @@ impl Housekeeper {
                 let unknown = st.topics.values().any(|t| t.partitions.is_empty());
                 (
                     (st.metadata_wanted || unknown) && !st.topics.is_empty(),
-                    st.producer.is_none() || (st.reset && st.in_flight == 0),
+                    st.wants_producer_id(),
                 )
             };
             let now = Instant::now();
@@ -1595,5 +1629,127 @@ fn expire(inner: &Inner, st: &mut State, reports: &mut Reports) {
     }
     for (topic, u, error) in failed_unassigned {
         st.fail_unassigned(topic, u, error, false, reports);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NODE: i32 = 1;
+    const TOPIC: &str = "logs";
+
+    /// A producer's state with one partition led by `NODE`, a producer id, a connection
+    /// (generation 1) and one sealed batch of three records.
+    fn state_with_a_batch() -> State {
+        let mut st = State {
+            producer: Some((7, 0)),
+            ..State::default()
+        };
+        st.nodes.insert(
+            NODE,
+            Node {
+                addr: "127.0.0.1:9".into(),
+                stream: None,
+                requests: VecDeque::new(),
+                generation: 1,
+            },
+        );
+        let mut partition = Partition::new(0, NODE);
+        for (i, line) in ["a", "b", "c"].iter().enumerate() {
+            let rec = RecordRef {
+                key: b"",
+                value: line.as_bytes(),
+                headers: &[],
+                timestamp: 1,
+            };
+            partition.append(&rec, rec.size_hint(), i, &mut st.alloc);
+        }
+        partition.seal(&mut st.alloc);
+        st.topics.insert(
+            Arc::from(TOPIC),
+            Topic {
+                partitions: vec![partition],
+                unassigned: VecDeque::new(),
+                error: None,
+            },
+        );
+        st
+    }
+
+    fn request_for(claimed: &[Claimed]) -> Request {
+        Request {
+            pending: Pending {
+                correlation: 0,
+                key: ApiKey::Produce,
+                version: 9,
+            },
+            sent: Instant::now(),
+            batches: claimed
+                .iter()
+                .map(|c| (Arc::clone(&c.topic), c.partition, c.id))
+                .collect(),
+        }
+    }
+
+    fn partition(st: &State) -> &Partition {
+        &st.topics[TOPIC].partitions[0]
+    }
+
+    #[test]
+    fn claims_whose_connection_is_lost_before_they_are_sent_go_back() {
+        let mut st = state_with_a_batch();
+        let claimed = st.claim(NODE, Instant::now());
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(st.in_flight, 1);
+        // While the writer compresses the batch (lock released), the reader finds the
+        // connection gone and gives up its requests: this claim is not one of them yet.
+        st.connection_lost(NODE, 1);
+        assert!(!st.record_request(NODE, 1, request_for(&claimed)));
+
+        assert_eq!(st.in_flight, 0);
+        assert_eq!(partition(&st).in_flight, 0);
+        assert!(!partition(&st).batches[0].in_flight);
+        // A reset asked for meanwhile can happen: nothing holds it any more.
+        st.reset = true;
+        assert!(st.wants_producer_id());
+        st.reset = false;
+        // And the batch is sent again after its pause, on the next connection.
+        let again = st.claim(NODE, Instant::now() + BACKOFF * 2);
+        assert_eq!(
+            again.iter().map(|c| c.id).collect::<Vec<_>>(),
+            claimed.iter().map(|c| c.id).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn claims_purged_before_they_are_sent_are_no_longer_counted() {
+        let mut st = state_with_a_batch();
+        let claimed = st.claim(NODE, Instant::now());
+        let mut reports = Reports::default();
+        st.purge(true, &mut reports);
+        assert_eq!(
+            reports.failed.len(),
+            3,
+            "the batch's records are given back"
+        );
+        assert!(!st.record_request(NODE, 1, request_for(&claimed)));
+        assert_eq!(st.in_flight, 0);
+        assert!(st.reset && st.wants_producer_id());
+    }
+
+    #[test]
+    fn a_claim_recorded_on_its_connection_stays_in_flight_until_answered_or_lost() {
+        let mut st = state_with_a_batch();
+        let claimed = st.claim(NODE, Instant::now());
+        assert!(st.record_request(NODE, 1, request_for(&claimed)));
+        st.reset = true;
+        assert!(
+            !st.wants_producer_id(),
+            "a reset waits for what is in flight"
+        );
+        st.connection_lost(NODE, 1);
+        assert_eq!(st.in_flight, 0);
+        assert!(st.wants_producer_id());
     }
 }
