@@ -39,7 +39,7 @@ impl Rec {
 fn consume(broker: &str, topic: &str) -> Vec<Rec> {
     // Bounded: a kcat started before the agent created the topic can wait on librdkafka's
     // cached "unknown topic" for a long time; the callers retry until their own deadline.
-    let out = Command::new("timeout")
+    let out = common::system_command("timeout")
         .args(["20", common::kcat()])
         .args([
             "-C",

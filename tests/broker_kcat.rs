@@ -24,8 +24,9 @@ fn lines(from: usize, count: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Produces `records` with `kcat -P -K: -l FILE` (kcat exits 0 only after delivery).
-fn kcat_produce(broker: &Broker, topic: &str, records: &[(String, String)], extra: &[&str]) {
+/// Produces `records` with `kcat -P -K: -l FILE` (kcat exits 0 only after delivery); the run,
+/// for what kcat said.
+fn kcat_produce(broker: &Broker, topic: &str, records: &[(String, String)], extra: &[&str]) -> Run {
     let file = broker
         .scratch()
         .join(format!("input-{topic}-{}.txt", wire::now_ms()));
@@ -44,6 +45,7 @@ fn kcat_produce(broker: &Broker, topic: &str, records: &[(String, String)], extr
         KCAT_TIMEOUT,
     );
     assert_kcat_ok(broker, &run);
+    run
 }
 
 fn assert_kcat_ok(broker: &Broker, run: &Run) {
@@ -173,7 +175,7 @@ fn check_codec(codec: &str, expected: Compression) {
     let broker = Broker::start();
     let topic = format!("codec-{codec}");
     let records = lines(0, 400);
-    kcat_produce(
+    let produced = kcat_produce(
         &broker,
         &topic,
         &records,
@@ -210,9 +212,12 @@ fn check_codec(codec: &str, expected: Compression) {
         .filter(|b| b.compression == expected)
         .map(|b| b.record_count as i64)
         .sum();
+    // librdkafka before 2.8 (Debian 12's kcat has 2.0) sends gzip, snappy and lz4 only to a
+    // broker that lists Produce v0-v2 (librdkafka#4956): rill lists them, as Kafka 4 does.
     assert!(
         compressed >= 300,
-        "only {compressed} of 400 records in {codec} batches"
+        "only {compressed} of 400 records in {codec} batches:\n{}",
+        produced.describe()
     );
     assert_eq!(
         infos.iter().map(|b| b.record_count as i64).sum::<i64>(),

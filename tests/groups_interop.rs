@@ -36,7 +36,7 @@ impl Member {
     fn start(broker: &Broker, group: &str, topic: &str, name: &str) -> Member {
         let out = broker.scratch().join(format!("{name}.out"));
         let err = broker.scratch().join(format!("{name}.err"));
-        let child = Command::new(common::kcat())
+        let child = common::system_command(common::kcat())
             // -u: unbuffered, so the file shows records as they arrive.
             .args([
                 "-u",

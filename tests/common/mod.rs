@@ -378,9 +378,20 @@ pub fn kcat() -> &'static str {
     "kcat"
 }
 
-/// A `kcat` command against `broker` with logging quietened.
+/// A command for a program a user would run from their system (kcat): without the
+/// `LD_LIBRARY_PATH` that `cargo test` sets. That path holds the build's own librdkafka.so (the
+/// one rdkafka-sys builds, 2.12), which Debian's kcat then loaded instead of the system's (2.0):
+/// the tests ran a kcat no user has, and hid that librdkafka before 2.6.1 sends the SCRAM
+/// nonce in a form rill refused.
+pub fn system_command(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_remove("LD_LIBRARY_PATH");
+    cmd
+}
+
+/// A `kcat` command against `broker`: the system's kcat, with the system's librdkafka.
 pub fn kcat_cmd(broker: &str) -> Command {
-    let mut cmd = Command::new(kcat());
+    let mut cmd = system_command(kcat());
     cmd.arg("-b").arg(broker);
     cmd
 }

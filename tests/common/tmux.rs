@@ -33,7 +33,7 @@ impl Tmux {
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::new("tmux");
+        let mut c = super::system_command("tmux");
         c.arg("-S").arg(&self.socket).arg("-f").arg("/dev/null");
         c
     }

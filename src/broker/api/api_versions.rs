@@ -6,6 +6,13 @@ use kafka_protocol::ResponseError;
 
 use super::SUPPORTED_APIS;
 
+/// The lowest Produce version listed: 0, though rill serves v3 and up (record batches; an
+/// older Produce closes the connection). librdkafka before 2.8 (Debian 12's kcat has 2.0)
+/// sends gzip, snappy and lz4 uncompressed to a broker that does not list Produce v0-v2
+/// (librdkafka#4956). Kafka 4 lists them for the same reason and refuses them too
+/// (KAFKA-18659). Clients use the highest version both sides speak, so none picks these.
+pub const LISTED_PRODUCE_MIN: i16 = 0;
+
 /// SaslHandshake and SaslAuthenticate are advertised only where SASL is on, so a client
 /// configured for SASL against a PLAINTEXT listener learns it before trying.
 fn ranges(sasl: bool) -> Vec<ApiVersion> {
@@ -15,6 +22,11 @@ fn ranges(sasl: bool) -> Vec<ApiVersion> {
             sasl || !matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
         })
         .map(|&(key, min, max)| {
+            let min = if key == ApiKey::Produce {
+                LISTED_PRODUCE_MIN
+            } else {
+                min
+            };
             ApiVersion::default()
                 .with_api_key(key as i16)
                 .with_min_version(min)

@@ -35,7 +35,8 @@ use crate::broker::Broker;
 use authorize::Access;
 
 /// The APIs rill serves and their version ranges. The low ends are low enough for librdkafka
-/// 2.0 (Debian's kcat 1.7); the high ends stop before versions that need features rill does not
+/// 2.0 (Debian's kcat 1.7; Produce is listed from v0 for it, see
+/// [`api_versions::LISTED_PRODUCE_MIN`]); the high ends stop before versions that need features rill does not
 /// have (topic ids in Fetch 13+, KIP-848 groups, ...). Only what is listed here is advertised.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 7),
@@ -125,6 +126,13 @@ pub async fn handle(broker: &Arc<Broker>, mut frame: Bytes, session: &mut Sessio
             // KIP-511: answer an unknown ApiVersions version with our ranges in a v0 body, so
             // a newer client can retry with a version we speak.
             return encode(correlation_id, api_key, 0, &api_versions::unsupported());
+        }
+        if api_key == ApiKey::Produce && version >= api_versions::LISTED_PRODUCE_MIN {
+            return Reply::Close(format!(
+                "Produce v{version} (message format v0/v1) is not supported: rill stores \
+                 record batches, Produce v{min}-v{max} (v0-v2 are listed in ApiVersions only \
+                 so that older librdkafka compresses, as Kafka 4 does)"
+            ));
         }
         return Reply::Close(format!(
             "{api_key:?} v{version} is not supported (rill serves v{min}-v{max})"

@@ -479,7 +479,7 @@ fn unsupported_api_versions_version_gets_error_35_in_a_v0_body() {
     assert!(resp
         .api_keys
         .iter()
-        .any(|k| k.api_key == ApiKey::Produce as i16 && k.min_version == 3));
+        .any(|k| k.api_key == ApiKey::Produce as i16 && k.min_version == 0));
 }
 
 #[test]
@@ -502,6 +502,14 @@ fn unknown_keys_unsupported_versions_and_lying_lengths_close_the_connection() {
     assert!(close(huge));
     // Too short for a header.
     assert!(close(vec![0, 3]));
+    // Produce v2 (message format v1): listed in ApiVersions for older librdkafka, never served.
+    match rt.block_on(handle(
+        &broker,
+        Bytes::from(vec![0, 0, 0, 2, 0, 0, 0, 1, 255, 255]),
+    )) {
+        Reply::Close(why) => assert!(why.contains("record batches"), "{why}"),
+        other => panic!("Produce v2 must close the connection, got {other:?}"),
+    }
 }
 
 /// Valid requests of every served API, to mutate.

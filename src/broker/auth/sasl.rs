@@ -17,7 +17,8 @@ pub enum SaslState {
     Authenticate {
         mechanism: Mechanism,
         legacy: bool,
-        scram: Option<ScramRound>,
+        /// Boxed: a round between its two messages is large, and most states have none.
+        scram: Option<Box<ScramRound>>,
     },
     Authenticated(Arc<User>),
 }
@@ -111,10 +112,10 @@ impl SaslState {
                     |name| auth.fake_salt(name),
                 )
                 .map_err(|e| Failure::new(None, e.to_string()))?;
-                *scram = Some(ScramRound {
+                *scram = Some(Box::new(ScramRound {
                     server,
                     user: found,
-                });
+                }));
                 Ok(server_first.into_bytes())
             }
             (Mechanism::ScramSha256, Some(round)) => {

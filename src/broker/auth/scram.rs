@@ -138,7 +138,10 @@ pub struct ScramServer {
     credential: Option<ScramCredential>,
     client_first_bare: String,
     server_first: String,
+    /// The client's nonce, then the server's.
     nonce: String,
+    /// How much of `nonce` is the client's (see [`ScramServer::finish`]).
+    client_nonce_len: usize,
 }
 
 impl ScramServer {
@@ -203,6 +206,7 @@ impl ScramServer {
                 client_first_bare: bare.to_string(),
                 server_first: server_first.clone(),
                 nonce,
+                client_nonce_len: client_nonce.len(),
             },
             server_first,
         ))
@@ -237,7 +241,16 @@ impl ScramServer {
             .next()
             .and_then(|a| a.strip_prefix("r="))
             .ok_or(ScramError::Malformed("no nonce in client-final-message"))?;
-        if nonce != self.nonce {
+        // RFC 5802: the nonce the server sent, the client's and the server's parts. librdkafka
+        // before 2.6.1 (Debian 12's kcat and confluent-kafka among its users) puts its own nonce
+        // in front once more (confluentinc/librdkafka#4895); Kafka accepts that (a nonce that
+        // ends with the server's, since 3.8.1) and so does rill, in exactly that form. Either
+        // way the whole server nonce is there, so the message belongs to this exchange.
+        let client_nonce = &self.nonce[..self.client_nonce_len];
+        let legacy = nonce
+            .strip_prefix(client_nonce)
+            .is_some_and(|rest| rest == self.nonce);
+        if nonce != self.nonce && !legacy {
             return Err(ScramError::NonceMismatch);
         }
         let proof = BASE64
@@ -364,6 +377,59 @@ mod tests {
             server.finish(other.as_bytes()),
             Err(ScramError::NonceMismatch)
         );
+    }
+
+    /// The client-final-message a client sends for `nonce`, proved with `password` as RFC 5802
+    /// says (over the exchange's own messages).
+    fn client_final(nonce: &str, password: &str) -> String {
+        let salt = BASE64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").expect("salt");
+        let client_key = hmac_sha256(&salted_password(password, &salt, 4096), b"Client Key");
+        let without_proof = format!("c=biws,r={nonce}");
+        let client_first_bare = CLIENT_FIRST.trim_start_matches("n,,");
+        let auth_message = format!("{client_first_bare},{SERVER_FIRST},{without_proof}");
+        let signature = hmac_sha256(&sha256(&client_key), auth_message.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        format!("{without_proof},p={}", BASE64.encode(proof))
+    }
+
+    #[test]
+    fn the_client_nonce_sent_twice_by_older_librdkafka_is_accepted_in_that_form_only() {
+        let client_nonce = "rOprNGfwEbeRWgbNEkqO";
+        let nonce = format!("{client_nonce}{SERVER_NONCE}");
+        assert_eq!(
+            client_final(&nonce, "pencil"),
+            CLIENT_FINAL,
+            "the proof as RFC 7677"
+        );
+        // librdkafka < 2.6.1: its nonce, then the whole nonce the server sent.
+        let legacy = format!("{client_nonce}{nonce}");
+        let (server, _) = start(CLIENT_FIRST).expect("client-first accepted");
+        assert!(server
+            .finish(client_final(&legacy, "pencil").as_bytes())
+            .is_ok());
+        let (server, _) = start(CLIENT_FIRST).expect("client-first accepted");
+        assert_eq!(
+            server.finish(client_final(&legacy, "pencil2").as_bytes()),
+            Err(ScramError::BadProof)
+        );
+        for other in [
+            format!("x{nonce}"),
+            format!("{client_nonce}{client_nonce}{nonce}"),
+            format!("{client_nonce}{nonce}x"),
+            SERVER_NONCE.to_string(),
+            client_nonce.to_string(),
+        ] {
+            let (server, _) = start(CLIENT_FIRST).expect("client-first accepted");
+            assert_eq!(
+                server.finish(client_final(&other, "pencil").as_bytes()),
+                Err(ScramError::NonceMismatch),
+                "{other}"
+            );
+        }
     }
 
     #[test]
