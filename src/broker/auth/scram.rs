@@ -243,9 +243,10 @@ impl ScramServer {
             .ok_or(ScramError::Malformed("no nonce in client-final-message"))?;
         // RFC 5802: the nonce the server sent, the client's and the server's parts. librdkafka
         // before 2.6.1 (Debian 12's kcat and confluent-kafka among its users) puts its own nonce
-        // in front once more (confluentinc/librdkafka#4895); Kafka accepts that (a nonce that
-        // ends with the server's, since 3.8.1) and so does rill, in exactly that form. Either
-        // way the whole server nonce is there, so the message belongs to this exchange.
+        // in front once more (confluentinc/librdkafka#4895). rill accepts that exact form too
+        // (Kafka 3.8.1, which began checking this nonce, accepts any that ends with the
+        // server's). Either way the whole server nonce is there: the message belongs to this
+        // exchange.
         let client_nonce = &self.nonce[..self.client_nonce_len];
         let legacy = nonce
             .strip_prefix(client_nonce)
