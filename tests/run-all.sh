@@ -16,7 +16,7 @@ step() {
     echo "==================================================================="
 }
 
-# A fresh clone's build takes about 2.2 GB (7 GB before dependencies lost their debug info);
+# A fresh clone's build takes about 2.2 GB (6.9 GB before the settings here and in Cargo.toml);
 # a disk that fills up fails the run with "No space left on device": say how much there is.
 if command -v df >/dev/null; then
     mkdir -p "${CARGO_TARGET_DIR:-$ROOT/target}"

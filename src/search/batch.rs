@@ -230,81 +230,72 @@ impl Decoder {
         &mut self,
         header: &BatchHeader,
         batch: &[u8],
-        each: impl FnMut(&[u8], &[Record]) -> Result<(), BatchError>,
+        mut each: impl FnMut(&[u8], &[Record]) -> Result<(), BatchError>,
     ) -> Result<(), BatchError> {
-        decode(header, batch, &mut self.window, &mut self.records, each)
-    }
-}
-
-fn decode(
-    header: &BatchHeader,
-    batch: &[u8],
-    window: &mut Window,
-    records: &mut Vec<Record>,
-    mut each: impl FnMut(&[u8], &[Record]) -> Result<(), BatchError>,
-) -> Result<(), BatchError> {
-    let offset = header.base_offset;
-    let body = &batch[HEADER_LEN..];
-    let mut remaining =
-        usize::try_from(header.record_count).map_err(|_| BatchError::Malformed {
-            offset,
-            what: "negative count",
-        })?;
-    if header.codec() == 0 {
-        let mut pos = 0;
+        let Decoder { window, records } = self;
+        let offset = header.base_offset;
+        let body = &batch[HEADER_LEN..];
+        let mut remaining =
+            usize::try_from(header.record_count).map_err(|_| BatchError::Malformed {
+                offset,
+                what: "negative count",
+            })?;
+        if header.codec() == 0 {
+            let mut pos = 0;
+            while remaining > 0 {
+                records.clear();
+                pos = index(
+                    header,
+                    body,
+                    pos,
+                    remaining.min(RECORDS_AT_ONCE),
+                    true,
+                    records,
+                )?;
+                remaining -= records.len();
+                each(body, records)?;
+            }
+            return Ok(());
+        }
+        let Some((codec, inflate)) = Inflate::new(header.codec(), body) else {
+            return Err(BatchError::Codec {
+                offset,
+                codec: header.codec(),
+            });
+        };
+        let failed = |cause: std::io::Error| match cause.kind() {
+            std::io::ErrorKind::OutOfMemory => BatchError::Buffer(cause),
+            _ => BatchError::Decompress {
+                offset,
+                codec,
+                cause,
+            },
+        };
+        let mut inflate = inflate.map_err(failed)?;
+        window.clear();
+        let mut ended = false;
         while remaining > 0 {
+            if !ended {
+                ended = inflate.fill(window).map_err(failed)?;
+            }
             records.clear();
-            pos = index(
+            let held = window.held();
+            let end = index(
                 header,
-                body,
-                pos,
+                held,
+                0,
                 remaining.min(RECORDS_AT_ONCE),
-                true,
+                ended,
                 records,
             )?;
             remaining -= records.len();
-            each(body, records)?;
+            if !records.is_empty() {
+                each(&held[..end], records)?;
+            }
+            window.consume(end);
         }
-        return Ok(());
+        Ok(())
     }
-    let Some((codec, inflate)) = Inflate::new(header.codec(), body) else {
-        return Err(BatchError::Codec {
-            offset,
-            codec: header.codec(),
-        });
-    };
-    let failed = |cause: std::io::Error| match cause.kind() {
-        std::io::ErrorKind::OutOfMemory => BatchError::Buffer(cause),
-        _ => BatchError::Decompress {
-            offset,
-            codec,
-            cause,
-        },
-    };
-    let mut inflate = inflate.map_err(failed)?;
-    window.clear();
-    let mut ended = false;
-    while remaining > 0 {
-        if !ended {
-            ended = inflate.fill(window).map_err(failed)?;
-        }
-        records.clear();
-        let held = window.held();
-        let end = index(
-            header,
-            held,
-            0,
-            remaining.min(RECORDS_AT_ONCE),
-            ended,
-            records,
-        )?;
-        remaining -= records.len();
-        if !records.is_empty() {
-            each(&held[..end], records)?;
-        }
-        window.consume(end);
-    }
-    Ok(())
 }
 
 /// Indexes the records that lie whole in `data` from `pos`, at most `wanted` of them, into

@@ -164,7 +164,6 @@ struct State {
     reset: bool,
     metadata_wanted: bool,
     buffered: usize,
-    in_flight: usize,
     closing: bool,
     alloc: Alloc,
 }
@@ -243,8 +242,8 @@ struct Partition {
     /// Sealed batches not yet acknowledged, in sequence order.
     batches: VecDeque<Batch>,
     next_seq: i32,
-    /// Batches of this partition in flight, all on one node.
-    in_flight: usize,
+    /// The node this partition's batches in flight (those with `in_flight` set) went to: all
+    /// on one.
     in_flight_node: i32,
     /// A batch failed retriably: nothing is sent until every batch in flight answered;
     /// then the batches are sent again in order, from the first unacknowledged one.
@@ -280,6 +279,20 @@ struct Request {
     sent: Instant,
     /// (topic, partition index, batch id) of each batch in the request.
     batches: Vec<(Arc<str>, i32, u64)>,
+}
+
+impl Request {
+    /// The request carrying `claimed`, sent now.
+    fn new(pending: Pending, claimed: &[Claimed]) -> Request {
+        Request {
+            pending,
+            sent: Instant::now(),
+            batches: claimed
+                .iter()
+                .map(|c| (Arc::clone(&c.topic), c.partition, c.id))
+                .collect(),
+        }
+    }
 }
 
 /// What to tell the sink once the lock is released.
@@ -504,7 +517,6 @@ impl Partition {
             open_since: Instant::now(),
             batches: VecDeque::new(),
             next_seq: 0,
-            in_flight: 0,
             in_flight_node: -1,
             blocked: false,
             retry_at: None,
@@ -554,6 +566,11 @@ impl Partition {
             in_flight: false,
         });
         self.next_seq = self.next_seq.wrapping_add(count);
+    }
+
+    /// Whether a batch of this partition is claimed: being sent, or waiting for its answer.
+    fn any_in_flight(&self) -> bool {
+        self.batches.iter().any(|b| b.in_flight)
     }
 
     /// Gives sequence numbers from 0 again (a new producer id).
@@ -645,9 +662,6 @@ impl State {
                     if b.in_flight && !in_flight {
                         keep.push_back(b);
                     } else {
-                        if b.in_flight {
-                            p.in_flight = p.in_flight.saturating_sub(1);
-                        }
                         removed.push((Arc::clone(name), b));
                     }
                 }
@@ -656,9 +670,6 @@ impl State {
         }
         if in_flight {
             for node in self.nodes.values_mut() {
-                self.in_flight = self
-                    .in_flight
-                    .saturating_sub(node.requests.iter().map(|r| r.batches.len()).sum::<usize>());
                 node.requests.clear();
                 node.generation += 1;
                 if let Some(s) = node.stream.take() {
@@ -708,11 +719,11 @@ impl State {
         let State { topics, alloc, .. } = self;
         for (name, topic) in topics.iter_mut() {
             for p in &mut topic.partitions {
-                if p.leader != node || (p.in_flight > 0 && p.in_flight_node != node) {
+                if p.leader != node || (p.any_in_flight() && p.in_flight_node != node) {
                     continue;
                 }
                 if p.blocked {
-                    if p.in_flight > 0 || p.retry_at.is_some_and(|t| now < t) {
+                    if p.any_in_flight() || p.retry_at.is_some_and(|t| now < t) {
                         continue;
                     }
                     p.blocked = false;
@@ -728,7 +739,6 @@ impl State {
                     continue;
                 };
                 b.in_flight = true;
-                p.in_flight += 1;
                 p.in_flight_node = node;
                 out.push(Claimed {
                     topic: Arc::clone(name),
@@ -744,7 +754,6 @@ impl State {
                 });
             }
         }
-        self.in_flight += out.len();
         out
     }
 
@@ -798,19 +807,23 @@ impl State {
     /// A producer id is due: none yet, or a reset once nothing is in flight (answers to
     /// the old id must not be mistaken for answers to the new one).
     fn wants_producer_id(&self) -> bool {
-        self.producer.is_none() || (self.reset && self.in_flight == 0)
+        self.producer.is_none()
+            || (self.reset
+                && !self
+                    .topics
+                    .values()
+                    .flat_map(|t| &t.partitions)
+                    .any(Partition::any_in_flight))
     }
 
     /// Gives claimed batches back, to be sent again (in order, same sequence numbers) after
-    /// a pause. Every claim is counted in `in_flight` until it is answered or given back
-    /// here, also when its batch is gone meanwhile (failed, purged): a claim never given back
-    /// would hold a producer-id reset, and with it every partition, forever.
+    /// a pause. A claim is its batch's `in_flight` flag, so a batch failed or purged meanwhile
+    /// holds nothing back; one never given back would hold its partition and any producer-id
+    /// reset forever.
     fn unclaim(&mut self, batches: Vec<(Arc<str>, i32, u64)>) {
         for (topic, partition, id) in batches {
-            self.in_flight = self.in_flight.saturating_sub(1);
             if let Some((p, i)) = self.batch_mut(&topic, partition, id) {
                 p.batches[i].in_flight = false;
-                p.in_flight = p.in_flight.saturating_sub(1);
                 p.blocked = true;
                 p.retry_at = Some(Instant::now() + BACKOFF);
             }
@@ -1037,10 +1050,6 @@ fn write_loop(
                 }
             }
             st.alloc.wires.append(&mut spare_wires);
-            let batches = claimed
-                .iter()
-                .map(|c| (Arc::clone(&c.topic), c.partition, c.id))
-                .collect();
             let pending = match &framed {
                 Ok((_, pending)) => *pending,
                 Err(e) => {
@@ -1052,12 +1061,7 @@ fn write_loop(
                     }
                 }
             };
-            let request = Request {
-                pending,
-                sent: Instant::now(),
-                batches,
-            };
-            if !st.record_request(node, generation, request) {
+            if !st.record_request(node, generation, Request::new(pending, &claimed)) {
                 inner.wake.notify_all();
                 return !st.closing;
             }
@@ -1196,7 +1200,6 @@ impl State {
     ) {
         let mut alloc = std::mem::take(&mut self.alloc);
         for (topic, partition, id) in request.batches {
-            self.in_flight = self.in_flight.saturating_sub(1);
             let code = response
                 .responses
                 .iter()
@@ -1208,7 +1211,6 @@ impl State {
                 // Failed meanwhile (timeout, purge): nothing to report.
                 continue;
             };
-            p.in_flight = p.in_flight.saturating_sub(1);
             let result = outcome(code, p.blocked);
             let name = || wire::error_name(code);
             match result {
@@ -1565,7 +1567,7 @@ fn expire(inner: &Inner, st: &mut State, reports: &mut Reports) {
         .topics
         .values()
         .flat_map(|t| &t.partitions)
-        .filter(|p| p.in_flight > 0 && p.batches.front().is_some_and(|b| expired(b.since)))
+        .filter(|p| p.any_in_flight() && p.batches.front().is_some_and(|b| expired(b.since)))
         .filter_map(|p| {
             st.nodes
                 .get(&p.in_flight_node)
@@ -1678,18 +1680,12 @@ mod tests {
     }
 
     fn request_for(claimed: &[Claimed]) -> Request {
-        Request {
-            pending: Pending {
-                correlation: 0,
-                key: ApiKey::Produce,
-                version: 9,
-            },
-            sent: Instant::now(),
-            batches: claimed
-                .iter()
-                .map(|c| (Arc::clone(&c.topic), c.partition, c.id))
-                .collect(),
-        }
+        let pending = Pending {
+            correlation: 0,
+            key: ApiKey::Produce,
+            version: 9,
+        };
+        Request::new(pending, claimed)
     }
 
     fn partition(st: &State) -> &Partition {
@@ -1701,15 +1697,13 @@ mod tests {
         let mut st = state_with_a_batch();
         let claimed = st.claim(NODE, Instant::now());
         assert_eq!(claimed.len(), 1);
-        assert_eq!(st.in_flight, 1);
+        assert!(partition(&st).any_in_flight());
         // While the writer compresses the batch (lock released), the reader finds the
         // connection gone and gives up its requests: this claim is not one of them yet.
         st.connection_lost(NODE, 1);
         assert!(!st.record_request(NODE, 1, request_for(&claimed)));
 
-        assert_eq!(st.in_flight, 0);
-        assert_eq!(partition(&st).in_flight, 0);
-        assert!(!partition(&st).batches[0].in_flight);
+        assert!(!partition(&st).any_in_flight());
         // A reset asked for meanwhile can happen: nothing holds it any more.
         st.reset = true;
         assert!(st.wants_producer_id());
@@ -1734,7 +1728,6 @@ mod tests {
             "the batch's records are given back"
         );
         assert!(!st.record_request(NODE, 1, request_for(&claimed)));
-        assert_eq!(st.in_flight, 0);
         assert!(st.reset && st.wants_producer_id());
     }
 
@@ -1749,7 +1742,32 @@ mod tests {
             "a reset waits for what is in flight"
         );
         st.connection_lost(NODE, 1);
-        assert_eq!(st.in_flight, 0);
         assert!(st.wants_producer_id());
+    }
+
+    #[test]
+    fn a_claim_whose_batch_failed_before_it_was_sent_holds_nothing_back() {
+        let mut st = state_with_a_batch();
+        let claimed = st.claim(NODE, Instant::now());
+        // While the writer compresses: the connection is given up, and the batch fails (as
+        // expiry fails it) before the writer records its request.
+        st.connection_lost(NODE, 1);
+        let failed = st.topics.get_mut(TOPIC).unwrap().partitions[0]
+            .batches
+            .pop_front();
+        assert!(failed.is_some_and(|b| b.in_flight));
+        assert!(!st.record_request(NODE, 1, request_for(&claimed)));
+        // The partition is not held back: its next batch goes out after the pause.
+        let rec = RecordRef {
+            key: b"",
+            value: b"d",
+            headers: &[],
+            timestamp: 1,
+        };
+        let p = &mut st.topics.get_mut(TOPIC).unwrap().partitions[0];
+        p.append(&rec, rec.size_hint(), 3, &mut st.alloc);
+        p.seal(&mut st.alloc);
+        assert!(!partition(&st).any_in_flight());
+        assert_eq!(st.claim(NODE, Instant::now() + BACKOFF * 2).len(), 1);
     }
 }

@@ -36,8 +36,9 @@ use authorize::Access;
 
 /// The APIs rill serves and their version ranges. The low ends are low enough for librdkafka
 /// 2.0 (Debian's kcat 1.7; Produce is listed from v0 for it, see
-/// [`api_versions::LISTED_PRODUCE_MIN`]); the high ends stop before versions that need features rill does not
-/// have (topic ids in Fetch 13+, KIP-848 groups, ...). Only what is listed here is advertised.
+/// [`api_versions::LISTED_PRODUCE_MIN`]); the high ends stop before versions that need
+/// features rill does not have (topic ids in Fetch 13+, KIP-848 groups, ...). Only what is
+/// listed here is advertised.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 7),
     (ApiKey::Fetch, 4, 11),
