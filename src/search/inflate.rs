@@ -18,6 +18,8 @@ use crate::search::lz4_frame;
 
 /// What a codec read through `Read` (gzip, zstd) is asked for at least at a time.
 const READ_BYTES: usize = 32 << 10;
+/// The window's usual size: a quarter of a half huge page ([`HugeBuffer::quarter`]).
+const DEFAULT_WINDOW: usize = 256 << 10;
 /// Batches a broker sends are at most its max message size (1 MB by default); a window that
 /// would grow past this for one record is refused rather than allocated.
 const MAX_WINDOW: usize = 1 << 30;
@@ -52,8 +54,14 @@ impl Window {
         &self.bytes()[..self.filled]
     }
 
+    /// Empties the window for the next batch. A window grown for a large record gives its
+    /// memory back here, so that one huge record does not hold megabytes for the rest of a
+    /// search (`--follow` runs for days); the next batch starts from a quarter again.
     pub fn clear(&mut self) {
         self.filled = 0;
+        if self.bytes().len() > DEFAULT_WINDOW {
+            self.buf = None;
+        }
     }
 
     /// Drops the first `n` bytes held, moving the rest to the front.
@@ -224,7 +232,7 @@ mod tests {
         let mut window = Window::default();
         window.prepare().expect("prepare");
         // A quarter of a half page: four 64 KiB LZ4 blocks, the size producers write.
-        assert_eq!(window.bytes().len(), 256 << 10);
+        assert_eq!(window.bytes().len(), DEFAULT_WINDOW);
         window.room(10).expect("room")[..10].copy_from_slice(b"0123456789");
         window.filled = 10;
         window.consume(4);
@@ -238,6 +246,22 @@ mod tests {
             "{refused}"
         );
         assert_eq!(window.held(), b"456789");
+    }
+
+    #[test]
+    fn a_window_grown_for_a_large_record_shrinks_for_the_next_batch() {
+        let mut window = Window::default();
+        window.room(3 << 20).expect("grown");
+        assert!(window.bytes().len() >= 3 << 20);
+        window.clear();
+        assert!(window.held().is_empty());
+        window.room(1).expect("room");
+        assert_eq!(window.bytes().len(), DEFAULT_WINDOW);
+        // A window of the usual size keeps its memory from batch to batch.
+        let at = window.bytes().as_ptr();
+        window.clear();
+        window.room(1).expect("room");
+        assert_eq!(window.bytes().as_ptr(), at);
     }
 
     /// A raw snappy block (librdkafka's) takes a window as large as it; xerial-framed
