@@ -139,7 +139,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
         count_only: args.count,
         follow: args.follow,
     };
-    let search = prepared?.start(options)?;
+    let mut search = prepared?.start(options)?;
     let progress = std::io::stderr().is_terminal();
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -148,7 +148,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     let mut shown_progress = false;
     let mut printed = 0u64;
     loop {
-        match search.hits.recv_timeout(Duration::from_millis(200)) {
+        match search.next_hit(Duration::from_millis(200)) {
             Ok(hit) => {
                 printed += 1;
                 if shown_progress {

@@ -2,7 +2,7 @@
 //!
 //! Each partition thread fetches its own partition and queues the batches of every answer
 //! here; then, until its own batches are scanned, it scans whichever batch is first in the
-//! queue, its partition's or another's. It still hands its partition's hits to the merger
+//! queue, its partition's or another's. It still hands its partition's hits to the merge
 //! in offset order: it takes its batches' results in turn. A thread whose partition is
 //! complete goes on scanning the other partitions' batches until no thread is fetching.
 //!

@@ -5,8 +5,8 @@
 //! over the plain Kafka protocol, so it works against rill and any Kafka cluster:
 //! `--since`/`--until` become per-partition offsets with ListOffsets by timestamp, the end
 //! of each partition is its high watermark when the search starts (unless following), every
-//! partition is read in parallel, and the hits are merged in time order and streamed through
-//! a channel as they are found.
+//! partition is read in parallel, and the hits are merged in time order as they are found, on
+//! the thread that takes them ([`Search::next_hit`]).
 //!
 //! Two readers do the reading (see [`reader_for`]):
 //! - the wire reader ([`wire`], [`wire_reader`]): rill's own minimal Kafka client. It fetches
@@ -31,8 +31,9 @@ mod wire_reader;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub use error::SearchError;
 pub use query::{parse_time, Fields, Filter, Matcher};
@@ -147,10 +148,10 @@ pub fn reader_for(args: &BrokerArgs) -> Reader {
     }
 }
 
-/// A running search. Hits arrive on [`Search::hits`] in time order; the channel closes when
-/// the search is complete (never, with `follow`, until [`Search::stop`]). Dropping it stops it.
+/// A running search. [`Search::next_hit`] hands out its hits in time order, until the search
+/// is complete (never, with `follow`, until [`Search::stop`]). Dropping it stops it.
 pub struct Search {
-    pub hits: Receiver<Hit>,
+    merge: Merge,
     pub stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     errors: Arc<parking_lot::Mutex<Vec<SearchError>>>,
@@ -159,7 +160,7 @@ pub struct Search {
     reader: Reader,
 }
 
-/// What a partition reader tells the merger.
+/// What a partition reader tells the merge.
 enum Item {
     Hit(Box<Hit>),
     /// The partition reached the end it had when the search started (with `follow`, it goes on).
@@ -341,7 +342,18 @@ impl Search {
         })
     }
 
-    /// Asks every reader to stop; the hit channel closes soon after.
+    /// The next hit in time order, waiting up to `timeout`: `Timeout` when the readers have
+    /// not yet found what comes next, `Disconnected` once the search is complete (or reached
+    /// its limit, or was stopped and its readers ended). The readers stop then.
+    pub fn next_hit(&mut self, timeout: Duration) -> Result<Hit, RecvTimeoutError> {
+        let next = self.merge.next(timeout);
+        if matches!(next, Err(RecvTimeoutError::Disconnected)) {
+            self.stop();
+        }
+        next
+    }
+
+    /// Asks every reader to stop; [`Search::next_hit`] says `Disconnected` soon after.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
@@ -386,7 +398,6 @@ impl Prepared {
         let errors = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let running = Arc::new(AtomicUsize::new(0));
         let (item_tx, item_rx) = std::sync::mpsc::sync_channel::<(usize, Item)>(4096);
-        let (hit_tx, hit_rx) = std::sync::mpsc::sync_channel::<Hit>(256);
         let limit = options.limit;
         let follow = options.follow;
         let shared = Shared {
@@ -406,14 +417,9 @@ impl Prepared {
             ),
         };
         drop(item_tx);
-        let merger_stop = stop.clone();
-        std::thread::Builder::new()
-            .name("search-merge".into())
-            .spawn(move || merge(partitions, item_rx, hit_tx, limit, follow, merger_stop))
-            .map_err(SearchError::Thread)?;
         drop(open_gate);
         Ok(Search {
-            hits: hit_rx,
+            merge: Merge::new(partitions, item_rx, limit, follow),
             stats,
             stop,
             errors,
@@ -423,75 +429,93 @@ impl Prepared {
     }
 }
 
-/// The time-ordered k-way merge: a hit is released once every partition still being read
-/// has a hit buffered (or has caught up), the oldest first (ties by partition, then offset).
-/// Once every partition caught up (with `follow`), hits are passed on as they arrive.
-fn merge(
-    n: usize,
+/// The time-ordered k-way merge of the readers' hits. It runs on the thread that takes the
+/// hits ([`Search::next_hit`]), not on one of its own: a thread more to start cost a `--since`
+/// search more than the merge itself (see the README's search performance notes), and every
+/// hit took one more hand-over between threads.
+///
+/// A hit is released once every partition still being read has a hit buffered (or has
+/// caught up), the oldest first (ties by partition, then offset). Once every partition
+/// caught up (with `follow`), hits are passed on as they arrive.
+struct Merge {
     items: Receiver<(usize, Item)>,
-    out: SyncSender<Hit>,
+    buffers: Vec<VecDeque<Box<Hit>>>,
+    caught_up: Vec<bool>,
+    released: u64,
     limit: Option<u64>,
     follow: bool,
-    stop: Arc<AtomicBool>,
-) {
-    let mut buffers: Vec<VecDeque<Box<Hit>>> = (0..n).map(|_| VecDeque::new()).collect();
-    let mut caught_up = vec![false; n];
-    let mut sent = 0u64;
-    let emit = |hit: Box<Hit>, sent: &mut u64| -> bool {
-        if limit.is_some_and(|l| *sent >= l) {
-            return false;
+    ended: bool,
+}
+
+impl Merge {
+    fn new(
+        partitions: usize,
+        items: Receiver<(usize, Item)>,
+        limit: Option<u64>,
+        follow: bool,
+    ) -> Merge {
+        Merge {
+            items,
+            buffers: (0..partitions).map(|_| VecDeque::new()).collect(),
+            caught_up: vec![false; partitions],
+            released: 0,
+            limit,
+            follow,
+            ended: false,
         }
-        if out.send(*hit).is_err() {
-            return false;
-        }
-        *sent += 1;
-        limit.is_none_or(|l| *sent < l)
-    };
-    'outer: loop {
-        // Release every hit that is known to be the oldest.
+    }
+
+    /// The next hit in time order, waiting up to `timeout` for the readers: `Timeout` when
+    /// none is known to be next yet, `Disconnected` once the search is complete or reached
+    /// its limit.
+    fn next(&mut self, timeout: Duration) -> Result<Hit, RecvTimeoutError> {
+        let deadline = Instant::now() + timeout;
         loop {
-            let mut best: Option<(usize, i64, i32, i64)> = None;
-            let mut blocked = false;
-            for (i, buf) in buffers.iter().enumerate() {
-                match buf.front() {
-                    Some(h) => {
-                        let key = (i, h.timestamp_ms, h.partition, h.offset);
-                        if best.is_none_or(|b| (key.1, key.2, key.3) < (b.1, b.2, b.3)) {
-                            best = Some(key);
-                        }
-                    }
-                    None if !caught_up[i] => blocked = true,
-                    None => {}
-                }
+            if self.ended || self.limit.is_some_and(|l| self.released >= l) {
+                self.ended = true;
+                return Err(RecvTimeoutError::Disconnected);
             }
-            match best {
-                Some((i, ..)) if !blocked => {
-                    let hit = buffers[i].pop_front().expect("buffered hit");
-                    if !emit(hit, &mut sent) {
-                        break 'outer;
-                    }
-                }
-                _ => break,
+            if let Some(hit) = self.release() {
+                self.released += 1;
+                return Ok(*hit);
             }
-        }
-        // Without --follow, the search is complete once every partition reached its end
-        // (without waiting for the readers to close their connections).
-        if !follow && caught_up.iter().all(|&c| c) && buffers.iter().all(VecDeque::is_empty) {
-            break;
-        }
-        match items.recv() {
-            Ok((i, Item::Hit(hit))) => buffers[i].push_back(hit),
-            Ok((i, Item::CaughtUp)) => caught_up[i] = true,
-            Err(_) => {
+            // Without --follow, the search is complete once every partition reached its end
+            // (without waiting for the readers to close their connections).
+            let empty = self.buffers.iter().all(VecDeque::is_empty);
+            if !self.follow && empty && self.caught_up.iter().all(|&c| c) {
+                self.ended = true;
+                continue;
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.items.recv_timeout(wait) {
+                Ok((i, Item::Hit(hit))) => self.buffers[i].push_back(hit),
+                Ok((i, Item::CaughtUp)) => self.caught_up[i] = true,
+                Err(RecvTimeoutError::Timeout) => return Err(RecvTimeoutError::Timeout),
                 // Every reader ended: whatever is buffered is all there is.
-                if buffers.iter().all(VecDeque::is_empty) {
-                    break;
-                }
-                caught_up.iter_mut().for_each(|c| *c = true);
+                Err(RecvTimeoutError::Disconnected) if empty => self.ended = true,
+                Err(RecvTimeoutError::Disconnected) => self.caught_up.fill(true),
             }
         }
     }
-    stop.store(true, Ordering::Relaxed);
+
+    /// The oldest buffered hit, once it is known to be the oldest: no partition still being
+    /// read has nothing buffered.
+    fn release(&mut self) -> Option<Box<Hit>> {
+        let mut oldest: Option<(usize, (i64, i32, i64))> = None;
+        for (i, buffer) in self.buffers.iter().enumerate() {
+            match buffer.front() {
+                Some(h) => {
+                    let key = (h.timestamp_ms, h.partition, h.offset);
+                    if oldest.is_none_or(|(_, k)| key < k) {
+                        oldest = Some((i, key));
+                    }
+                }
+                None if !self.caught_up[i] => return None,
+                None => {}
+            }
+        }
+        self.buffers[oldest?.0].pop_front()
+    }
 }
 
 #[cfg(test)]
@@ -528,6 +552,18 @@ mod tests {
         gate.wait(); // An open gate lets anyone through.
     }
 
+    /// Every hit the merge hands out until it says the search is complete.
+    fn drain(merge: &mut Merge) -> Vec<(i32, i64, i64)> {
+        let mut out = Vec::new();
+        loop {
+            match merge.next(Duration::from_secs(5)) {
+                Ok(h) => out.push((h.partition, h.offset, h.timestamp_ms)),
+                Err(RecvTimeoutError::Disconnected) => return out,
+                Err(RecvTimeoutError::Timeout) => panic!("the merge waited for nothing"),
+            }
+        }
+    }
+
     #[test]
     fn merge_orders_by_time_and_honours_limit() {
         let (tx, rx) = std::sync::mpsc::sync_channel(100);
@@ -536,26 +572,55 @@ mod tests {
         tx.send((1, Item::Hit(hit(1, 0, 20)))).unwrap();
         tx.send((1, Item::CaughtUp)).unwrap();
         tx.send((0, Item::CaughtUp)).unwrap();
-        drop(tx);
-        let (out_tx, out_rx) = std::sync::mpsc::sync_channel(100);
-        merge(2, rx, out_tx, None, false, Arc::new(AtomicBool::new(false)));
-        let order: Vec<i64> = out_rx.iter().map(|h| h.timestamp_ms).collect();
+        let mut merge = Merge::new(2, rx, None, false);
+        let order: Vec<i64> = drain(&mut merge).iter().map(|h| h.2).collect();
         assert_eq!(order, vec![10, 20, 30]);
+        // Complete once both partitions caught up, although the readers still hold the
+        // channel (they close their connections after).
+        drop(tx);
 
         let (tx, rx) = std::sync::mpsc::sync_channel(100);
         for o in 0..10 {
             tx.send((0, Item::Hit(hit(0, o, o)))).unwrap();
         }
         drop(tx);
-        let (out_tx, out_rx) = std::sync::mpsc::sync_channel(100);
-        merge(
-            1,
-            rx,
-            out_tx,
-            Some(3),
-            false,
-            Arc::new(AtomicBool::new(false)),
+        assert_eq!(drain(&mut Merge::new(1, rx, Some(3), false)).len(), 3);
+    }
+
+    #[test]
+    fn merge_waits_for_a_partition_that_has_not_answered_yet() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(100);
+        let mut merge = Merge::new(2, rx, None, false);
+        tx.send((0, Item::Hit(hit(0, 0, 20)))).unwrap();
+        // Partition 1 may still hold an older hit: nothing is released yet.
+        let waited = merge.next(Duration::from_millis(20)).map(|h| h.offset);
+        assert_eq!(waited, Err(RecvTimeoutError::Timeout));
+        tx.send((1, Item::Hit(hit(1, 0, 10)))).unwrap();
+        tx.send((1, Item::CaughtUp)).unwrap();
+        tx.send((0, Item::CaughtUp)).unwrap();
+        assert_eq!(drain(&mut merge), vec![(1, 0, 10), (0, 0, 20)]);
+        // A reader that ended without catching up (an error, or a stop) ends its partition:
+        // what the others buffered is still handed out.
+        let (tx, rx) = std::sync::mpsc::sync_channel(100);
+        tx.send((0, Item::Hit(hit(0, 5, 50)))).unwrap();
+        drop(tx);
+        assert_eq!(drain(&mut Merge::new(2, rx, None, false)), vec![(0, 5, 50)]);
+    }
+
+    #[test]
+    fn a_following_merge_passes_hits_on_as_they_arrive_once_caught_up() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(100);
+        let mut merge = Merge::new(2, rx, None, true);
+        tx.send((0, Item::CaughtUp)).unwrap();
+        tx.send((1, Item::CaughtUp)).unwrap();
+        let idle = merge.next(Duration::from_millis(20)).map(|h| h.offset);
+        assert_eq!(
+            idle,
+            Err(RecvTimeoutError::Timeout),
+            "following: never complete"
         );
-        assert_eq!(out_rx.iter().count(), 3);
+        tx.send((1, Item::Hit(hit(1, 7, 70)))).unwrap();
+        let next = merge.next(Duration::from_secs(5)).map(|h| h.offset);
+        assert_eq!(next, Ok(7));
     }
 }

@@ -3,7 +3,7 @@
 //! thread and connection, one Fetch in flight while the previous answer is decoded and
 //! scanned. The batches of every answer are scanned by whichever of these threads is free
 //! ([`batch_queue`](crate::search::batch_queue)); each thread hands its own partition's
-//! hits to the merger, in order.
+//! hits to the merge, in order.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -11,7 +11,7 @@ use crate::dash::entry::Decoder;
 use crate::search::{Hit, Search};
 
 pub fn run(ctx: &Ctx, id: u64, options: crate::search::Options, cancel: &AtomicBool) {
-    let search = match Search::start(&ctx.args, options) {
+    let mut search = match Search::start(&ctx.args, options) {
         Ok(s) => s,
         Err(e) => {
             ctx.send(DataEvent::SearchDone(id, Err(format!("{e:#}"))));
@@ -31,7 +31,7 @@ pub fn run(ctx: &Ctx, id: u64, options: crate::search::Options, cancel: &AtomicB
             search.stop();
             return;
         }
-        let done = match search.hits.recv_timeout(Duration::from_millis(100)) {
+        let done = match search.next_hit(Duration::from_millis(100)) {
             Ok(hit) => {
                 batch.push(entry(&mut decoder, &hit));
                 false
