@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
+use serde::de::DeserializeOwned;
 
 use crate::commits::CommitsResult;
 use crate::consume::ConsumeResult;
@@ -90,28 +91,22 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 fn parse_results(text: &str) -> Result<(Vec<ProduceResult>, Vec<ConsumeResult>)> {
-    let (mut produce, mut consume) = (Vec::new(), Vec::new());
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if !line.starts_with('{') {
-            continue;
-        }
-        let value: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("line {}: not JSON", n + 1))?;
-        match value.get("kind").and_then(|k| k.as_str()) {
-            Some("produce") => produce
-                .push(serde_json::from_value(value).with_context(|| format!("line {}", n + 1))?),
-            Some("consume") => consume
-                .push(serde_json::from_value(value).with_context(|| format!("line {}", n + 1))?),
-            _ => {}
-        }
-    }
-    Ok((produce, consume))
+    parse_two_kinds(text, "produce", "consume")
 }
 
 /// The `rebalance` and `commits` lines, for the consumer-group table.
 fn parse_group_results(text: &str) -> Result<(Vec<RebalanceResult>, Vec<CommitsResult>)> {
-    let (mut rebalance, mut commits) = (Vec::new(), Vec::new());
+    parse_two_kinds(text, "rebalance", "commits")
+}
+
+/// The JSON lines of `text` whose `kind` is `first` or `second`, each parsed as its type;
+/// other lines (and lines of other kinds) are skipped.
+fn parse_two_kinds<A: DeserializeOwned, B: DeserializeOwned>(
+    text: &str,
+    first: &str,
+    second: &str,
+) -> Result<(Vec<A>, Vec<B>)> {
+    let (mut firsts, mut seconds) = (Vec::new(), Vec::new());
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if !line.starts_with('{') {
@@ -119,15 +114,14 @@ fn parse_group_results(text: &str) -> Result<(Vec<RebalanceResult>, Vec<CommitsR
         }
         let value: serde_json::Value =
             serde_json::from_str(line).with_context(|| format!("line {}: not JSON", n + 1))?;
-        match value.get("kind").and_then(|k| k.as_str()) {
-            Some("rebalance") => rebalance
-                .push(serde_json::from_value(value).with_context(|| format!("line {}", n + 1))?),
-            Some("commits") => commits
-                .push(serde_json::from_value(value).with_context(|| format!("line {}", n + 1))?),
-            _ => {}
+        let kind = value.get("kind").and_then(|k| k.as_str());
+        if kind == Some(first) {
+            firsts.push(serde_json::from_value(value).with_context(|| format!("line {}", n + 1))?);
+        } else if kind == Some(second) {
+            seconds.push(serde_json::from_value(value).with_context(|| format!("line {}", n + 1))?);
         }
     }
-    Ok((rebalance, commits))
+    Ok((firsts, seconds))
 }
 
 /// Median and range of a set of runs.
