@@ -117,6 +117,21 @@ fn dash_end_to_end_in_tmux() {
     assert!(!s.contains("e2e line"), "{s}");
     assert!(s.contains("2 of 55 shown"), "{s}");
 
+    // The Search view: `rill search`'s engine over the stored records, with a field filter.
+    tmux.keys(&["5"]);
+    tmux.wait_for("searches the stored logs");
+    tmux.keys(&["/"]);
+    tmux.text("live record [13] host:web9");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait("the search to finish", |s| {
+        s.contains("· done") && s.contains("2 matches")
+    });
+    assert!(
+        s.contains("live record 1") && s.contains("live record 3"),
+        "{s}"
+    );
+    assert!(!s.contains("live record 4"), "{s}");
+
     // The lag view: the group, its lag, and EMPTY (nobody consumes).
     tmux.keys(&["3"]);
     let s = tmux.wait("the lagging group with a status", |s| {
