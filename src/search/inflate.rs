@@ -12,14 +12,12 @@
 
 use std::io::Read;
 
-use rill_agent::kafka::huge_pages::HugeBuffer;
+use rill_agent::kafka::huge_pages::{HugeBuffer, QUARTER};
 
 use crate::search::lz4_frame;
 
 /// What a codec read through `Read` (gzip, zstd) is asked for at least at a time.
 const READ_BYTES: usize = 32 << 10;
-/// The window's usual size: a quarter of a half huge page ([`HugeBuffer::quarter`]).
-const DEFAULT_WINDOW: usize = 256 << 10;
 /// Batches a broker sends are at most its max message size (1 MB by default); a window that
 /// would grow past this for one record is refused rather than allocated.
 const MAX_WINDOW: usize = 1 << 30;
@@ -59,7 +57,7 @@ impl Window {
     /// search (`--follow` runs for days); the next batch starts from a quarter again.
     pub fn clear(&mut self) {
         self.filled = 0;
-        if self.bytes().len() > DEFAULT_WINDOW {
+        if self.bytes().len() > QUARTER {
             self.buf = None;
         }
     }
@@ -232,7 +230,7 @@ mod tests {
         let mut window = Window::default();
         window.prepare().expect("prepare");
         // A quarter of a half page: four 64 KiB LZ4 blocks, the size producers write.
-        assert_eq!(window.bytes().len(), DEFAULT_WINDOW);
+        assert_eq!(window.bytes().len(), QUARTER);
         window.room(10).expect("room")[..10].copy_from_slice(b"0123456789");
         window.filled = 10;
         window.consume(4);
@@ -256,7 +254,7 @@ mod tests {
         window.clear();
         assert!(window.held().is_empty());
         window.room(1).expect("room");
-        assert_eq!(window.bytes().len(), DEFAULT_WINDOW);
+        assert_eq!(window.bytes().len(), QUARTER);
         // A window of the usual size keeps its memory from batch to batch.
         let at = window.bytes().as_ptr();
         window.clear();

@@ -20,6 +20,8 @@ const HUGE_PAGE: usize = 2 << 20;
 /// kernel clears for it, and a search's buffers (fetches of up to 1 MiB) would leave half
 /// of every page they had to themselves unused.
 const HALF_PAGE: usize = HUGE_PAGE / 2;
+/// The size of [`HugeBuffer::quarter`]: a quarter of a half page (256 KiB).
+pub const QUARTER: usize = HALF_PAGE / 4;
 
 /// A zero-initialised buffer in memory advised to the kernel as huge pages: half a 2 MiB
 /// page (1 MiB, 1 MiB-aligned) when that is enough, else a whole number of 2 MiB pages,
@@ -121,7 +123,7 @@ pub fn prefault_small_buffers(count: usize) -> std::io::Result<()> {
 /// The process's half pages: the halves of a mapping may go to buffers on any threads.
 static HALF_PAGES: Pieces = Pieces::new(HALF_PAGE);
 /// Quarters of half pages (256 KiB), cut from the process's half pages.
-static QUARTERS: Pieces = Pieces::new(HALF_PAGE / 4);
+static QUARTERS: Pieces = Pieces::new(QUARTER);
 
 impl HugeBuffer {
     /// A buffer of at least `min_len` bytes: half a huge page up to 1 MiB (the other halves
@@ -407,7 +409,7 @@ mod tests {
             lo + HALF_PAGE,
             "the next half's first"
         );
-        assert_eq!(HugeBuffer::quarter().expect("map").len(), HALF_PAGE / 4);
+        assert_eq!(HugeBuffer::quarter().expect("map").len(), QUARTER);
     }
 
     #[test]
