@@ -128,7 +128,8 @@ pub async fn handle(broker: &Arc<Broker>, mut frame: Bytes, session: &mut Sessio
             // a newer client can retry with a version we speak.
             return encode(correlation_id, api_key, 0, &api_versions::unsupported());
         }
-        if api_key == ApiKey::Produce && version >= api_versions::LISTED_PRODUCE_MIN {
+        if api_key == ApiKey::Produce && (api_versions::LISTED_PRODUCE_MIN..min).contains(&version)
+        {
             return Reply::Close(format!(
                 "Produce v{version} (message format v0/v1) is not supported: rill stores \
                  record batches, Produce v{min}-v{max} (v0-v2 are listed in ApiVersions only \

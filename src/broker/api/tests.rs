@@ -510,6 +510,14 @@ fn unknown_keys_unsupported_versions_and_lying_lengths_close_the_connection() {
         Reply::Close(why) => assert!(why.contains("record batches"), "{why}"),
         other => panic!("Produce v2 must close the connection, got {other:?}"),
     }
+    // Produce v8, above the served range: said as it is, not as an old message format.
+    match rt.block_on(handle(
+        &broker,
+        Bytes::from(vec![0, 0, 0, 8, 0, 0, 0, 1, 255, 255]),
+    )) {
+        Reply::Close(why) => assert!(why.contains("Produce v8 is not supported"), "{why}"),
+        other => panic!("Produce v8 must close the connection, got {other:?}"),
+    }
 }
 
 /// Valid requests of every served API, to mutate.
