@@ -110,7 +110,8 @@ struct DrainWindow {
     /// whether it was acknowledged.
     entries: std::collections::VecDeque<(SpoolPos, Option<bool>)>,
     failed: bool,
-    /// Why the last of them failed.
+    /// Why the first of them that failed did (one string per window, not one per record:
+    /// a window of 16,384 records failing together would copy it 16,384 times).
     error: Option<String>,
 }
 
@@ -193,7 +194,7 @@ impl DeliveryContext {
         let mut shared = lock(&self.shared);
         if opaque & OPAQUE_DRAIN != 0 {
             shared.drain.report((opaque & !OPAQUE_DRAIN) as u64, false);
-            shared.drain.error = Some(error.to_owned());
+            shared.drain.error.get_or_insert_with(|| error.to_owned());
             return;
         }
         shared.direct_in_flight = shared.direct_in_flight.saturating_sub(1);
