@@ -9,6 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::tmux::Tmux;
 use common::{rill_cmd, run, run_interop, Broker, Run};
 use rill::record::format_ts;
 
@@ -480,29 +481,12 @@ fn follow_finds_records_produced_after_it_started() {
     assert!(second.unwrap().ends_with("new needle"));
 }
 
-/// What a tmux pane shows, with its colours (`capture-pane -e`), once it shows `needle`.
-fn tmux_screen(socket: &str, command: &str, needle: &str) -> String {
-    let tmux = |args: &[&str]| {
-        run(
-            std::process::Command::new("tmux")
-                .args(["-L", socket])
-                .args(args),
-            None,
-            CLI_TIMEOUT,
-        )
-    };
-    tmux(&["new-session", "-d", "-x", "160", "-y", "12", command]).assert_ok();
-    let deadline = std::time::Instant::now() + CLI_TIMEOUT;
-    let mut screen = String::new();
-    while std::time::Instant::now() < deadline {
-        screen = tmux(&["capture-pane", "-p", "-e"]).stdout;
-        if screen.contains(needle) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    tmux(&["kill-server"]);
-    screen
+/// What a 160x12 tmux pane running `command` shows, with its colours, once it shows `needle`.
+fn tmux_screen(dir: &Path, command: &str, needle: &str) -> String {
+    let tmux = Tmux::new(dir, "search");
+    tmux.start(160, 12, command);
+    tmux.wait_for(needle);
+    tmux.screen_with_colours()
 }
 
 #[test]
@@ -523,8 +507,7 @@ fn terminal_output_is_coloured_with_the_match_highlighted() {
             broker.addr()
         )
     };
-    let socket = format!("rill-search-test-{}", std::process::id());
-    let screen = tmux_screen(&socket, &command(""), "peer");
+    let screen = tmux_screen(broker.scratch(), &command(""), "peer");
     // The match in bold red, the level in red, the rest of the line plain.
     assert!(
         screen.contains("\u{1b}[1m\u{1b}[31mrefused") || screen.contains("\u{1b}[1;31mrefused"),
@@ -533,7 +516,7 @@ fn terminal_output_is_coloured_with_the_match_highlighted() {
     assert!(screen.contains("\u{1b}[31merror"), "{screen:?}");
     assert!(screen.contains("connection "), "{screen:?}");
 
-    let screen = tmux_screen(&socket, &command("NO_COLOR=1"), "peer");
+    let screen = tmux_screen(broker.scratch(), &command("NO_COLOR=1"), "peer");
     assert!(
         screen.contains("web1 error /var/log/app.log connection refused by peer"),
         "{screen:?}"

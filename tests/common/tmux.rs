@@ -59,8 +59,19 @@ impl Tmux {
     }
 
     pub fn screen(&self) -> String {
+        self.capture(&[])
+    }
+
+    /// The screen with its colours and attributes, as escape sequences (`capture-pane -e`).
+    pub fn screen_with_colours(&self) -> String {
+        self.capture(&["-e"])
+    }
+
+    fn capture(&self, options: &[&str]) -> String {
         run(
-            self.cmd().args(["capture-pane", "-p", "-t", &self.session]),
+            self.cmd()
+                .args(["capture-pane", "-p", "-t", &self.session])
+                .args(options),
             None,
             Duration::from_secs(10),
         )
